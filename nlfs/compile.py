@@ -31,8 +31,8 @@ def compile_elementwise(tree: gp.PrimitiveTree) -> Elementwise:
     for node in reversed(tree):
         if isinstance(node, gp.Primitive):
             program.append(("op", OPERATORS[node.name]))
-        elif node.name in ("y", "p"):
-            program.append(("arg", node.name))
+        elif node.value in ("y", "p"):
+            program.append(("arg", node.value))
         else:
             program.append(("const", float(node.value)))
 

@@ -66,7 +66,7 @@ def parse(text: str, pset: gp.PrimitiveSet | None = None) -> gp.PrimitiveTree:
         raise ParseError(f"expression longer than {MAX_CHARS} characters")
     tokens = _tokens(text)
     nodes: list[gp.Primitive | gp.Terminal] = []
-    terminals = {t.name: t for t in pset.terminals[pset.ret]}
+    terminals = {t.format(): t for t in pset.terminals[pset.ret]}
     pos = 0
 
     def peek() -> tuple[str, str, int] | None:
@@ -139,7 +139,7 @@ def expression_key(text: str) -> str:
 
 def terminals_used(tree: gp.PrimitiveTree) -> set[str]:
     """Names of the terminals an expression reads (a subset of y, p, 1, -1)."""
-    return {node.name for node in tree if isinstance(node, gp.Terminal)}
+    return {node.format() for node in tree if isinstance(node, gp.Terminal)}
 
 
 def _render(tree: gp.PrimitiveTree, field: str) -> str:
@@ -149,7 +149,7 @@ def _render(tree: gp.PrimitiveTree, field: str) -> str:
             args = [stack.pop() for _ in range(node.arity)]
             stack.append(getattr(OPERATORS[node.name], field).format(*args))
         else:
-            stack.append(node.name)
+            stack.append(node.format())
     return stack[0]
 
 
