@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 from nlfs.errors import ConfigError
 
-CONFIG_DIR = Path(os.environ.get("NLFS_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+CONFIG_DIR = Path(
+    os.environ.get("NLFS_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs")
+)
 """Where named configurations live (``configs/`` of the checkout; override: NLFS_CONFIG_DIR)."""
 
 T = TypeVar("T")
@@ -43,7 +45,9 @@ def resolve_config(name_or_path: str | os.PathLike, subdir: str = "") -> Path:
     if named.is_file():
         return named
     known = sorted(p.stem for p in folder.glob("*.toml"))
-    raise ConfigError(f"no config named {str(name_or_path)!r} in {folder}; known: {', '.join(known)}")
+    raise ConfigError(
+        f"no config named {str(name_or_path)!r} in {folder}; known: {', '.join(known)}"
+    )
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:

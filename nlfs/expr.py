@@ -22,7 +22,9 @@ MAX_NODES = 1_000
 MAX_DEPTH = 64
 """Deepest nesting of operators the parser follows."""
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>-?\d+(?:\.\d*)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>-?\d+(?:\.\d*)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))"
+)
 
 
 class ParseError(NLFSError, ValueError):

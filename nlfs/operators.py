@@ -82,13 +82,21 @@ _UNARY: tuple[Operator, ...] = (
     Operator("neg", 1, torch.neg, "-({0})", r"-\left({0}\right)"),
     Operator("log", 1, lambda x: torch.log(x.abs() + EPS), "ln|{0}|", r"\ln\left|{0}\right|"),
     Operator(
-        "log10", 1, lambda x: torch.log10(x.abs() + EPS), "log10|{0}|", r"\log_{{10}}\left|{0}\right|"
+        "log10",
+        1,
+        lambda x: torch.log10(x.abs() + EPS),
+        "log10|{0}|",
+        r"\log_{{10}}\left|{0}\right|",
     ),
     Operator("exp", 1, lambda x: torch.exp(_clamp_exp(x)), "exp({0})", r"e^{{{0}}}"),
     Operator("abs", 1, torch.abs, "|{0}|", r"\left|{0}\right|"),
     Operator("sigmoid", 1, _sig, "sigmoid({0})", r"\sigma\left({0}\right)"),
     Operator(
-        "inv1pabs", 1, lambda x: 1.0 / (1.0 + x.abs()), "1/(1+|{0}|)", r"\frac{{1}}{{1+\left|{0}\right|}}"
+        "inv1pabs",
+        1,
+        lambda x: 1.0 / (1.0 + x.abs()),
+        "1/(1+|{0}|)",
+        r"\frac{{1}}{{1+\left|{0}\right|}}",
     ),
     Operator(
         "softplus", 1, torch.nn.functional.softplus, "softplus({0})", r"\ln\left(1+e^{{{0}}}\right)"
@@ -108,12 +116,22 @@ _UNARY: tuple[Operator, ...] = (
     Operator("max0", 1, lambda x: x.clamp(min=0.0), "max({0}, 0)", r"\max\left({0}, 0\right)"),
     Operator("min0", 1, lambda x: x.clamp(max=0.0), "min({0}, 0)", r"\min\left({0}, 0\right)"),
     Operator("square", 1, torch.square, "({0})^2", r"\left({0}\right)^2"),
-    Operator("sqrt", 1, lambda x: torch.sqrt(x.abs() + EPS), "sqrt|{0}|", r"\sqrt{{\left|{0}\right|}}"),
     Operator(
-        "softsign", 1, lambda x: x / (1.0 + x.abs()), "{0}/(1+|{0}|)", r"\frac{{{0}}}{{1+\left|{0}\right|}}"
+        "sqrt", 1, lambda x: torch.sqrt(x.abs() + EPS), "sqrt|{0}|", r"\sqrt{{\left|{0}\right|}}"
     ),
     Operator(
-        "dtanh", 1, lambda x: 1.0 - torch.tanh(x) ** 2, "1-tanh^2({0})", r"1-\tanh^2\left({0}\right)"
+        "softsign",
+        1,
+        lambda x: x / (1.0 + x.abs()),
+        "{0}/(1+|{0}|)",
+        r"\frac{{{0}}}{{1+\left|{0}\right|}}",
+    ),
+    Operator(
+        "dtanh",
+        1,
+        lambda x: 1.0 - torch.tanh(x) ** 2,
+        "1-tanh^2({0})",
+        r"1-\tanh^2\left({0}\right)",
     ),
     Operator(
         "dsigmoid",
