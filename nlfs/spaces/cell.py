@@ -1,0 +1,422 @@
+"""The paper's ``cell`` search space: a NASNet-derived DAG of unary and binary operator nodes.
+
+Ids 0..3 are the operands ``y``, ``p``, ``1`` and ``-1``; ids 4..7 are hidden nodes and 8 is
+the root. Every node stores an arity, an unary op and a binary op (so an arity flip keeps both)
+and two input ids (the second unused while the node is unary). Only the subgraph reachable from
+the root is *active*; it must be acyclic and read both ``y`` and ``p``. Inactive nodes are free
+to be anything structurally valid, which is what lets mutation wake them up later.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from deap import gp
+
+from nlfs.errors import ConfigError
+from nlfs.expr import parse
+from nlfs.operators import BINARY, UNARY, primitive_set
+from nlfs.spaces.base import InvalidGenome, ParamSpec, SearchSpace
+from nlfs.spaces.gp_ops import resolve_operators
+
+OPERANDS = ("y", "p", "1", "-1")
+"""Terminal texts of the operand ids 0..3."""
+HIDDEN = (4, 5, 6, 7)
+ROOT = 8
+NODE_IDS = (*HIDDEN, ROOT)
+P_HIDDEN_UNARY = 0.7
+"""Probability that a randomly initialised hidden node is unary."""
+P_ROOT_BINARY = 0.8
+"""Probability that a randomly initialised root is binary."""
+P_MUTATE_OP = 0.70
+P_MUTATE_REWIRE = 0.15
+"""The remaining 0.15 of mutations flip a node's arity."""
+P_SWAP = 0.2
+"""Probability that a rewire of a binary node swaps its argument order instead."""
+MAX_TRIES = 10_000
+"""Draws before sampling or mutation gives up (only reachable with a crippled vocabulary)."""
+TRIES_PER_KIND = 100
+"""Mutation draws of one kind before the kind is redrawn."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellNode:
+    """One operator node: its arity, both op names, and two input ids."""
+
+    arity: int
+    unary: str
+    binary: str
+    in0: int
+    in1: int
+
+    @property
+    def op(self) -> str:
+        """The op name in use at the current arity."""
+        return self.unary if self.arity == 1 else self.binary
+
+    @property
+    def inputs(self) -> tuple[int, ...]:
+        """The input ids in use at the current arity."""
+        return (self.in0,) if self.arity == 1 else (self.in0, self.in1)
+
+
+FIELDS = ("arity", "unary", "binary", "in0", "in1")
+"""A node's fields, in order: the keys of its JSON object and of its encoding coordinates."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellGenome:
+    """A cell: the nodes with ids 4..8, in that order (hashable, immutable)."""
+
+    nodes: tuple[CellNode, ...]
+
+    def node(self, node_id: int) -> CellNode:
+        """The node with id ``node_id`` (4..8)."""
+        return self.nodes[node_id - HIDDEN[0]]
+
+
+def allowed_inputs(node_id: int) -> tuple[int, ...]:
+    """Ids a node may read: any operand or other hidden node; the root reads any of 0..7.
+
+    A hidden node never reads the root: it would be a cycle whenever the node is active.
+    """
+    return tuple(i for i in range(ROOT) if i != node_id)
+
+
+_ALLOWED = {i: allowed_inputs(i) for i in NODE_IDS}
+
+
+Wiring = tuple[tuple[int, ...], ...]
+"""The input ids in use by nodes 4..8, in that order (a cell's graph without its ops)."""
+
+
+def wiring(genome: CellGenome) -> Wiring:
+    """The graph of ``genome``: the input ids each node reads at its current arity."""
+    return tuple(node.inputs for node in genome.nodes)
+
+
+def analyse(graph: Wiring) -> tuple[set[int], bool]:
+    """Ids reachable from the root (operands included) and whether that subgraph has a cycle.
+
+    One depth-first search does both, so reachability is complete even on cyclic graphs.
+    """
+    state = [0] * len(NODE_IDS)  # 0 unseen, 1 on the current path, 2 finished
+    seen = {ROOT}
+    cyclic = False
+
+    def visit(i: int) -> None:
+        nonlocal cyclic
+        state[i - HIDDEN[0]] = 1
+        for j in graph[i - HIDDEN[0]]:
+            if j < HIDDEN[0]:
+                seen.add(j)
+            elif state[j - HIDDEN[0]] == 0:
+                seen.add(j)
+                visit(j)
+            elif state[j - HIDDEN[0]] == 1:
+                cyclic = True
+        state[i - HIDDEN[0]] = 2
+
+    visit(ROOT)
+    return seen, cyclic
+
+
+def graph_problem(graph: Wiring) -> tuple[str, str] | None:
+    """``(reason, message)`` for a graph missing ``y`` or ``p`` or with a cycle, else None."""
+    seen, cyclic = analyse(graph)
+    if 0 not in seen:
+        return "missing_y", "the active graph does not read y"
+    if 1 not in seen:
+        return "missing_p", "the active graph does not read p"
+    if cyclic:
+        return "cyclic", "the active graph has a cycle"
+    return None
+
+
+class CellSpace(SearchSpace):
+    """The reference search space of Morgan & Hougen (2024), section 3.
+
+    Random init draws each hidden node unary with probability 0.7 and the root binary with
+    probability 0.8, hidden inputs from any operand or other hidden node and root inputs from
+    the hidden nodes, and redraws until the genome is valid. Mutation changes exactly one
+    active node: 70% a new op at its arity, 15% a rewired input (a binary node swaps its argument
+    order instead with probability 0.2), 15% an arity flip, redrawn until valid and novel.
+
+    Reference: Morgan & Hougen, "Neural Loss Function Evolution for Large-Scale Image Classifier
+    Convolutional Neural Networks", arXiv 2403.08793 (2024).
+
+    Args:
+        operators: names of the operators to allow (default all 34); needs at least one unary
+            and one binary operator.
+    """
+
+    name = "cell"
+
+    def __init__(self, operators: Iterable[str] | None = None) -> None:
+        self._operators = resolve_operators(operators)
+        self._pset = primitive_set(self._operators)
+        names = self._operators or (*UNARY, *BINARY)
+        self.unary_names = tuple(n for n in names if n in UNARY)
+        self.binary_names = tuple(n for n in names if n in BINARY)
+        if not self.unary_names or not self.binary_names:
+            raise ConfigError("the cell space needs at least one unary and one binary operator")
+        self._unary_set = frozenset(self.unary_names)
+        self._binary_set = frozenset(self.binary_names)
+        terminals = {t.format(): t for t in self._pset.terminals[self._pset.ret]}
+        self._terminals = tuple(terminals[text] for text in OPERANDS)
+        self._primitives = {p.name: p for p in self._pset.primitives[self._pset.ret]}
+
+    @property
+    def pset(self) -> gp.PrimitiveSet:
+        return self._pset
+
+    # -- validity -------------------------------------------------------------------------
+
+    def _structure_problem(self, genome: Any) -> str | None:
+        if not isinstance(genome, CellGenome):
+            return f"a cell genome must be a CellGenome, got {type(genome).__name__}"
+        if not isinstance(genome.nodes, tuple) or len(genome.nodes) != len(NODE_IDS):
+            return f"a cell genome has exactly {len(NODE_IDS)} nodes (ids 4..8)"
+        for node_id, node in zip(NODE_IDS, genome.nodes, strict=True):
+            if not isinstance(node, CellNode):
+                return f"node {node_id} is not a CellNode"
+            if node.arity not in (1, 2) or type(node.arity) is not int:
+                return f"node {node_id} has arity {node.arity!r}; it must be 1 or 2"
+            if node.unary not in self._unary_set:
+                return f"node {node_id} has unknown unary op {node.unary!r}"
+            if node.binary not in self._binary_set:
+                return f"node {node_id} has unknown binary op {node.binary!r}"
+            for j in (node.in0, node.in1):
+                if j == node_id:
+                    return f"node {node_id} reads itself"
+                if type(j) is not int or j not in _ALLOWED[node_id]:
+                    return f"node {node_id} reads id {j!r}; allowed: {_ALLOWED[node_id]}"
+        return None
+
+    def _problem(self, genome: Any) -> tuple[str, str] | None:
+        """``(reason, message)`` of the first broken rule, or None for a valid genome."""
+        message = self._structure_problem(genome)
+        if message is not None:
+            return "invalid", message
+        return graph_problem(wiring(genome))
+
+    def validate(self, genome: CellGenome) -> None:
+        """Raise :class:`InvalidGenome` for a broken rule.
+
+        Structural errors (reason ``invalid``: wrong type or length, unknown op, bad or self
+        input id) come first because the other rules cannot be judged without a well-formed
+        graph; then ``missing_y``, ``missing_p`` (by reachability) and ``cyclic``.
+        """
+        problem = self._problem(genome)
+        if problem is not None:
+            raise InvalidGenome(problem[1], reason=problem[0])
+
+    # -- random genomes -------------------------------------------------------------------
+
+    @staticmethod
+    def _draw_graph(rng: random.Random) -> list[tuple[int, int, int]]:
+        """``(arity, in0, in1)`` of nodes 4..8 drawn as the paper's random init does."""
+        raw = []
+        for node_id in HIDDEN:
+            allowed = _ALLOWED[node_id]
+            arity = 1 if rng.random() < P_HIDDEN_UNARY else 2
+            raw.append((arity, rng.choice(allowed), rng.choice(allowed)))
+        arity = 2 if rng.random() < P_ROOT_BINARY else 1
+        raw.append((arity, rng.choice(HIDDEN), rng.choice(HIDDEN)))
+        return raw
+
+    def _with_ops(self, raw: list[tuple[int, int, int]], rng: random.Random) -> CellGenome:
+        unary, binary = self.unary_names, self.binary_names
+        return CellGenome(
+            tuple(CellNode(a, rng.choice(unary), rng.choice(binary), i, j) for a, i, j in raw)
+        )
+
+    def random_genome(self, rng: random.Random) -> CellGenome:
+        """One draw of the paper's random init, NOT yet validated (see :meth:`sample`)."""
+        return self._with_ops(self._draw_graph(rng), rng)
+
+    def sample(self, rng: random.Random) -> CellGenome:
+        """A random valid genome: the paper's random init redrawn until it validates.
+
+        Only the graph is redrawn; ops are drawn once it passes, because they cannot make a
+        graph valid or invalid (this keeps a sample at a few draws' worth of microseconds).
+        """
+        for _ in range(MAX_TRIES):
+            raw = self._draw_graph(rng)
+            if graph_problem(tuple((i,) if a == 1 else (i, j) for a, i, j in raw)) is None:
+                return self._with_ops(raw, rng)
+        raise InvalidGenome(f"no valid cell genome in {MAX_TRIES} draws", reason="no_sample")
+
+    def mutate(self, genome: CellGenome, rng: random.Random) -> tuple[CellGenome, str]:
+        """Exactly one mutation of one active node, named ``op``/``rewire``/``swap``/``arity``.
+
+        The kind is drawn (70/15/15), then the node and details are redrawn until the child is
+        valid with a canonical expression different from the parent's. The kind itself is only
+        redrawn after :data:`TRIES_PER_KIND` failures (some genomes admit no valid arity flip),
+        so the kinds applied keep close to the paper's proportions.
+        """
+        self.validate(genome)
+        parent = self.canonical(genome)
+        active = sorted(i for i in analyse(wiring(genome))[0] if i >= HIDDEN[0])
+        for _ in range(MAX_TRIES // TRIES_PER_KIND):
+            draw = rng.random()
+            if draw < P_MUTATE_OP:
+                kind = "op"
+            else:
+                kind = "rewire" if draw < P_MUTATE_OP + P_MUTATE_REWIRE else "arity"
+            for _ in range(TRIES_PER_KIND):
+                node_id = rng.choice(active)
+                new, name = self._mutate_node(node_id, genome.node(node_id), kind, rng)
+                if new is None:
+                    continue
+                nodes = list(genome.nodes)
+                nodes[node_id - HIDDEN[0]] = new
+                child = CellGenome(tuple(nodes))
+                if self._problem(child) is None and self.canonical(child) != parent:
+                    return child, name
+        raise InvalidGenome(f"no valid novel mutation of {parent}", reason="no_mutation")
+
+    def _mutate_node(
+        self, node_id: int, node: CellNode, kind: str, rng: random.Random
+    ) -> tuple[CellNode | None, str]:
+        if kind == "op":
+            if node.arity == 1:
+                options = [n for n in self.unary_names if n != node.unary]
+                return (replace(node, unary=rng.choice(options)) if options else None), "op"
+            options = [n for n in self.binary_names if n != node.binary]
+            return (replace(node, binary=rng.choice(options)) if options else None), "op"
+        if kind == "arity":
+            return replace(node, arity=3 - node.arity), "arity"
+        if node.arity == 2 and rng.random() < P_SWAP:
+            return replace(node, in0=node.in1, in1=node.in0), "swap"
+        slot = 0 if node.arity == 1 else rng.randrange(2)
+        current = node.in0 if slot == 0 else node.in1
+        new = rng.choice([j for j in _ALLOWED[node_id] if j != current])
+        return (replace(node, in0=new) if slot == 0 else replace(node, in1=new)), "rewire"
+
+    # -- expressions ----------------------------------------------------------------------
+
+    def expression(self, genome: CellGenome) -> gp.PrimitiveTree:
+        """The active DAG expanded from the root into a prefix tree (shared nodes repeated).
+
+        Raises:
+            InvalidGenome: for a structurally invalid genome or a cyclic active graph.
+        """
+        message = self._structure_problem(genome)
+        if message is not None:
+            raise InvalidGenome(message)
+        out: list[gp.Primitive | gp.Terminal] = []
+        on_path: set[int] = set()
+
+        def expand(i: int) -> None:
+            if i < HIDDEN[0]:
+                out.append(self._terminals[i])
+                return
+            if i in on_path:
+                raise InvalidGenome("the active graph has a cycle", reason="cyclic")
+            node = genome.nodes[i - HIDDEN[0]]
+            out.append(self._primitives[node.op])
+            on_path.add(i)
+            for j in node.inputs:
+                expand(j)
+            on_path.discard(i)
+
+        expand(ROOT)
+        return gp.PrimitiveTree(out)
+
+    def from_expression(self, text: str) -> CellGenome:
+        """A cell whose expression is ``text``, sharing identical subtrees between nodes.
+
+        Raises:
+            ParseError: for text that does not parse in this space's vocabulary.
+            InvalidGenome: reason ``not_representable`` when it needs more than 4 hidden + 1
+                root operator nodes (or is a bare operand); otherwise a validity reason.
+        """
+        tree = parse(text, self._pset)
+        operand_ids = {t: i for i, t in enumerate(OPERANDS)}
+        ids: dict[str, int] = {}
+        specs: list[tuple[str, tuple[int, ...]]] = []
+        stack: list[tuple[int, str]] = []
+        for node in reversed(tree):
+            if isinstance(node, gp.Terminal):
+                stack.append((operand_ids[node.format()], node.format()))
+                continue
+            args = [stack.pop() for _ in range(node.arity)]
+            key = node.format(*(a[1] for a in args))
+            if key not in ids:
+                ids[key] = len(specs)
+                specs.append((node.name, tuple(a[0] for a in args)))
+            stack.append((-1 - ids[key], key))  # negative: the k-th operator node, id set below
+        if not specs or len(specs) > len(NODE_IDS):
+            raise InvalidGenome(
+                f"{text!r} needs {len(specs)} operator nodes; a cell holds 1 to {len(NODE_IDS)}",
+                reason="not_representable",
+            )
+        # The whole expression is the last new subtree, so it becomes the root.
+        node_of = {k: HIDDEN[k] for k in range(len(specs) - 1)} | {len(specs) - 1: ROOT}
+
+        def resolve(i: int) -> int:
+            return i if i >= 0 else node_of[-1 - i]
+
+        nodes = {i: CellNode(1, self.unary_names[0], self.binary_names[0], 0, 1) for i in HIDDEN}
+        for k, (op, inputs) in enumerate(specs):
+            ins = [resolve(i) for i in inputs]
+            if len(ins) == 1:
+                nodes[node_of[k]] = CellNode(1, op, self.binary_names[0], ins[0], ins[0])
+            else:
+                nodes[node_of[k]] = CellNode(2, self.unary_names[0], op, ins[0], ins[1])
+        genome = CellGenome(tuple(nodes[i] for i in NODE_IDS))
+        self.validate(genome)
+        return genome
+
+    # -- serialisation and encoding -------------------------------------------------------
+
+    def to_json(self, genome: CellGenome) -> dict[str, Any]:
+        """``{"nodes": [{"id": 4, "arity": .., "unary": .., "binary": .., "in0": .., "in1": ..},
+        ...]}`` for nodes 4..8."""
+        return {
+            "nodes": [
+                {"id": i, **{f: getattr(n, f) for f in FIELDS}}
+                for i, n in zip(NODE_IDS, genome.nodes, strict=True)
+            ]
+        }
+
+    def from_json(self, data: Any) -> CellGenome:
+        nodes_data = data.get("nodes") if isinstance(data, Mapping) else None
+        if not isinstance(nodes_data, list) or len(nodes_data) != len(NODE_IDS):
+            raise InvalidGenome(f"cell JSON needs 'nodes': a list of {len(NODE_IDS)} objects")
+        keys = {"id", *FIELDS}
+        for node_id, item in zip(NODE_IDS, nodes_data, strict=True):
+            if not isinstance(item, Mapping) or set(item) != keys or item["id"] != node_id:
+                raise InvalidGenome(f"cell JSON node {node_id} needs id {node_id} and {FIELDS}")
+        genome = CellGenome(tuple(CellNode(*(item[f] for f in FIELDS)) for item in nodes_data))
+        self.validate(genome)
+        return genome
+
+    def encoding(self) -> list[ParamSpec]:
+        """Five categorical coordinates ``n{id}_{field}`` per node 4..8 (fields: FIELDS)."""
+        specs = []
+        for i in NODE_IDS:
+            choices = ((1, 2), self.unary_names, self.binary_names, _ALLOWED[i], _ALLOWED[i])
+            specs += [ParamSpec(f"n{i}_{f}", c) for f, c in zip(FIELDS, choices, strict=True)]
+        return specs
+
+    def encode(self, genome: CellGenome) -> dict[str, Any]:
+        """The encoding's parameter values of ``genome`` (inverse of :meth:`decode`)."""
+        return {
+            f"n{i}_{f}": getattr(n, f)
+            for i, n in zip(NODE_IDS, genome.nodes, strict=True)
+            for f in FIELDS
+        }
+
+    def decode(self, params: Mapping[str, Any]) -> CellGenome:
+        missing = [s.name for s in self.encoding() if s.name not in params]
+        if missing:
+            raise InvalidGenome(f"encoding parameters missing: {', '.join(missing)}")
+        nodes = (CellNode(*(params[f"n{i}_{f}"] for f in FIELDS)) for i in NODE_IDS)
+        genome = CellGenome(tuple(nodes))
+        self.validate(genome)
+        return genome
