@@ -83,7 +83,7 @@ class StudyRecords:
     Attributes:
         records: the measurements of the finished cells.
         failed: cells that ended in a failure (NaN, divergence, timeout, error).
-        unfinished: cells not (yet) complete: waiting, running or pruned.
+        unfinished: cells not (yet) done: waiting, running, pruned, or interrupted and not re-run.
     """
 
     records: tuple[RunRecord, ...]
@@ -212,13 +212,13 @@ def records_from_study(study: Any) -> StudyRecords:
     records: list[RunRecord] = []
     seen: dict[tuple, int] = {}
     failed = unfinished = 0
-    for trial in study.get_trials(deepcopy=False):
+    for trial in _cell_outcomes(study.get_trials(deepcopy=False), optuna.trial.TrialState):
         attrs = trial.user_attrs
-        if trial.state == optuna.trial.TrialState.FAIL:
-            failed += 1
-            continue
         if trial.state != optuna.trial.TrialState.COMPLETE:
-            unfinished += 1
+            if trial.state == optuna.trial.TrialState.FAIL and not _retried(attrs):
+                failed += 1
+            else:
+                unfinished += 1
             continue
         if attrs.get("failure_kind") not in _SUCCESS_KINDS or attrs.get("final_acc") is None:
             failed += 1
@@ -240,3 +240,29 @@ def records_from_study(study: Any) -> StudyRecords:
             records.append(RunRecord(**base, metric=BEST_TEST_ACC,
                                      value=float(attrs["best_acc"])))
     return StudyRecords(tuple(records), failed, unfinished)
+
+
+def _retried(attrs: Any) -> bool:
+    """A cell whose worker died is marked ``interrupted`` and enqueued again: not a result."""
+    return attrs.get("failure_kind") == "interrupted"
+
+
+def _cell_outcomes(trials: Iterable[Any], states: Any) -> list[Any]:
+    """One trial per grid cell: the complete one, else a failed one, else the latest.
+
+    Trials without a ``cell`` attribute are their own cell. An interrupted trial is superseded by
+    the re-enqueued trial of the same cell.
+    """
+    def preference(trial: Any) -> tuple[int, int]:
+        if trial.state == states.COMPLETE:
+            return (3, trial.number)
+        if trial.state == states.FAIL and not _retried(trial.user_attrs):
+            return (2, trial.number)
+        return (1, trial.number)
+
+    chosen: dict[Any, Any] = {}
+    for trial in trials:
+        cell = trial.user_attrs.get("cell", ("trial", trial.number))
+        if cell not in chosen or preference(trial) > preference(chosen[cell]):
+            chosen[cell] = trial
+    return sorted(chosen.values(), key=lambda t: t.number)

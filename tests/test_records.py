@@ -115,3 +115,20 @@ def test_records_from_study_refuses_other_kinds():
     study.set_user_attr("kind", "search")
     with pytest.raises(DataError, match="not a transfer study"):
         records_from_study(study)
+
+
+def test_interrupted_cell_rerun_counts_once():
+    """A cell whose first trial was interrupted and whose re-run completed is one record."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("kind", "transfer")
+    cell = dict(cell="c1", loss="ce", arch="cnn", dataset="fmnist", augment="none", seed=0)
+    first = study.ask()
+    for key, value in {**cell, "failure_kind": "interrupted"}.items():
+        first.set_user_attr(key, value)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    second = study.ask()
+    for key, value in {**cell, "failure_kind": None, "final_acc": 0.7, "best_acc": 0.75}.items():
+        second.set_user_attr(key, value)
+    study.tell(second, 0.7)
+    got = records_from_study(study)
+    assert (got.failed, got.unfinished, len(got.records)) == (0, 0, 2)
