@@ -53,7 +53,7 @@ def cli() -> None:
 def main() -> None:
     """Entry point: run the CLI, printing input errors as one line (exit code 2)."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
     except click.exceptions.Exit as exit_:
         raise SystemExit(exit_.exit_code) from None
     except click.ClickException as err:
@@ -65,3 +65,6 @@ def main() -> None:
     except NLFSError as err:
         click.echo(f"Error: {err}", err=True)
         raise SystemExit(2) from None
+    # Outside standalone mode click returns the code of ``ctx.exit(code)`` instead of exiting.
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
