@@ -29,7 +29,8 @@ class FriedmanResult:
         statistic: Friedman's chi-square, with the correction for ties.
         p_value: from the chi-square distribution with k - 1 degrees of freedom.
         iman_davenport: Iman & Davenport's F = (N - 1) chi2 / (N (k - 1) - chi2), which Demsar
-            recommends as less conservative (NaN when the denominator vanishes).
+            recommends as less conservative (infinite, with p = 0, when every block ranks the
+            losses identically).
         iman_davenport_p: its p-value from F(k - 1, (k - 1)(N - 1)).
         note: empty, or why the test is degenerate.
     """
@@ -76,13 +77,13 @@ def friedman_statistic(average_ranks: Sequence[float], n_blocks: int) -> tuple[f
     ``chi2 = 12 N / (k (k + 1)) * (sum R_j^2 - k (k + 1)^2 / 4)`` (Demsar 2006, section 3.2.2).
 
     Returns:
-        ``(chi2, F_F)``; F_F is NaN when ``N (k - 1) == chi2``.
+        ``(chi2, F_F)``; F_F is infinite when ``N (k - 1) == chi2`` (perfect agreement).
     """
     r = np.asarray(average_ranks, dtype=float)
     k, n = r.size, n_blocks
     chi2 = 12.0 * n / (k * (k + 1)) * (float(np.sum(r**2)) - k * (k + 1) ** 2 / 4.0)
     denom = n * (k - 1) - chi2
-    ff = (n - 1) * chi2 / denom if denom > 0 else math.nan
+    ff = (n - 1) * chi2 / denom if denom > 1e-12 else math.inf
     return chi2, ff
 
 
@@ -126,7 +127,7 @@ def friedman(
     chi2 /= correction
     p = float(stats.chi2.sf(chi2, k - 1))
     denom = n * (k - 1) - chi2
-    ff = (n - 1) * chi2 / denom if denom > 0 else math.nan
+    ff = (n - 1) * chi2 / denom if denom > 1e-12 else math.inf
     ff_p = float(stats.f.sf(ff, k - 1, (k - 1) * (n - 1))) if math.isfinite(ff) else 0.0
     return FriedmanResult(names_t, avg_t, n, float(chi2), p, float(ff), ff_p)
 

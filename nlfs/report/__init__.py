@@ -1,0 +1,83 @@
+"""Reports of transfer results: compute a :class:`Report` once, render it in several formats.
+
+``build_report`` turns tidy records into a frozen report; :func:`write_report` writes the
+requested formats (Markdown, self-contained HTML, LaTeX, JSON) and the PNG figures they show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from nlfs.errors import ConfigError
+from nlfs.report.build import GroupSummary, Report, build_report, stars
+from nlfs.report.funnel import Funnel, FunnelStage, Survivor, funnel_from_study
+
+FORMATS = ("md", "html", "tex", "json")
+FILE_NAMES = {"md": "report.md", "html": "report.html", "tex": "report.tex",
+              "json": "report.json"}
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"md,html"`` -> ``("md", "html")``, refusing unknown formats with the known ones listed."""
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"unknown report format {unknown[0] if unknown else text!r}; "
+                          f"choose from {', '.join(FORMATS)}")
+    return formats
+
+
+def write_report(report: Report, out_dir: str | Path, formats: Iterable[str] = FORMATS
+                 ) -> list[Path]:
+    """Write ``report`` in ``formats`` under ``out_dir`` (created); return the files written.
+
+    Figures go to ``out_dir/figures`` when a format shows them (md, html, tex); the HTML file
+    embeds them and stands alone.
+    """
+    from nlfs.report import html, jsonout, latex, markdown  # renderers load on demand
+    from nlfs.report.document import layout
+
+    out = Path(out_dir)
+    formats = tuple(formats)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create output folder {out}: {err.strerror}") from None
+    written: list[Path] = []
+    blocks = []
+    if any(f in formats for f in ("md", "html", "tex")):
+        from nlfs.report.plots import write_figures
+
+        figures = write_figures(report, out)
+        written += [out / f.path for f in figures]
+        blocks = layout(report, figures)
+    for fmt in formats:
+        path = out / FILE_NAMES[fmt]
+        if fmt == "md":
+            path.write_text(markdown.render(blocks), encoding="utf-8")
+        elif fmt == "html":
+            path.write_text(html.render(blocks, out), encoding="utf-8")
+        elif fmt == "tex":
+            path.write_text(latex.render(blocks), encoding="utf-8")
+        elif fmt == "json":
+            path.write_text(json.dumps(jsonout.to_json(report), indent=2, allow_nan=False) + "\n",
+                            encoding="utf-8")
+        written.append(path)
+    return written
+
+
+__all__ = [
+    "FORMATS",
+    "Funnel",
+    "FunnelStage",
+    "GroupSummary",
+    "Report",
+    "Survivor",
+    "build_report",
+    "funnel_from_study",
+    "parse_formats",
+    "stars",
+    "write_report",
+]

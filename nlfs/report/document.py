@@ -1,0 +1,191 @@
+"""The report laid out as format-neutral blocks, so Markdown, HTML and LaTeX share one layout.
+
+Each renderer only knows how to write a heading, a paragraph, a list, a table and a figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nlfs.report.build import STAR_LEVELS, Report
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG written next to the report; ``path`` is relative to the output folder."""
+
+    path: str
+    caption: str
+
+
+Block = Heading | Paragraph | Bullets | Table | Figure
+
+TEST_NAMES = {"t": "paired t-test (Welch's t where unpaired)",
+              "rank": "Wilcoxon signed-rank test (Mann-Whitney U where unpaired)"}
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    """A number for a table; NaN and None print as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def pval(p: float) -> str:
+    """A p-value: three significant digits, small ones in scientific notation."""
+    if math.isnan(p):
+        return "–"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def legend(report: Report) -> str:
+    a = report.analysis
+    levels = ", ".join(f"{'*' * (3 - i)} p < {a.alpha / d:g}" for i, d in enumerate(STAR_LEVELS))
+    return (f"Mean ± standard deviation of {a.metric} over seeds; bold: best mean in the setting. "
+            f"Stars mark a difference from {a.baseline} by the {TEST_NAMES[a.significance_test]} "
+            f"after Holm's correction over all comparisons ({levels}).")
+
+
+def layout(report: Report, figures: Sequence[Figure]) -> list[Block]:
+    """Lay out ``report`` with the already written ``figures`` (see :mod:`nlfs.report.plots`)."""
+    a = report.analysis
+    blocks: list[Block] = [
+        Heading(f"NLFS report: {a.metric}", 1),
+        Paragraph(f"Source: {report.source}. Baseline: {a.baseline}. Losses: {len(a.losses)}; "
+                  f"settings (architecture / dataset / augmentation): {len(a.settings)}; "
+                  f"alpha = {a.alpha:g}; "
+                  f"{'higher' if a.higher_is_better else 'lower'} is better."),
+        Heading("Results per setting"),
+        _means_table(report),
+        Paragraph(legend(report)),
+        Heading(f"Comparisons with {a.baseline}"),
+        _comparisons_table(report),
+        Paragraph("Δ = mean difference (loss − baseline) with its percentile bootstrap 95% "
+                  "interval; d: Cohen's d (d_z of the per-seed differences when paired, pooled "
+                  "standard deviation when unpaired); δ: Cliff's delta. p-values are raw, "
+                  "Holm-corrected and Benjamini-Hochberg-corrected, over all comparisons."),
+        Heading("Wins, ties and losses"),
+        _wins_table(report),
+        Paragraph("Counted by mean per setting; significant: with the corrected p-value below "
+                  "alpha. Sign test: two-sided binomial test of wins against losses, ties "
+                  "dropped."),
+    ]
+    blocks += _friedman_blocks(report, figures)
+    boxes = [f for f in figures if f.path.startswith("figures/box_")]
+    if boxes:
+        blocks += [Heading("Distributions per setting"), *boxes]
+    if report.funnel is not None:
+        blocks += _funnel_blocks(report, figures)
+    if report.notes:
+        blocks += [Heading("Notes"), Bullets(tuple(report.notes))]
+    return blocks
+
+
+def _means_table(report: Report) -> Table:
+    a = report.analysis
+    rows = []
+    for setting in a.settings:
+        row = [Cell(setting.label)]
+        for loss in a.losses:
+            s = report.summary(setting, loss)
+            if s is None:
+                row.append(Cell("–"))
+                continue
+            text = f"{num(s.mean)} ± {num(s.std)} (n={s.n})"
+            row.append(Cell(f"{text} {s.stars}".rstrip(), bold=s.best))
+        rows.append(tuple(row))
+    return Table(("Setting", *a.losses), tuple(rows))
+
+
+def _comparisons_table(report: Report) -> Table:
+    rows = []
+    for c in report.analysis.comparisons:
+        rows.append(tuple(Cell(t) for t in (
+            c.setting.label, c.loss, "paired" if c.paired else "unpaired",
+            f"{c.n_loss}/{c.n_baseline}", num(c.mean_difference),
+            f"[{num(c.ci.low)}, {num(c.ci.high)}]", num(c.cohens_d, 2), num(c.cliffs_delta, 2),
+            f"{pval(c.rank_test.p_value)} / {pval(c.rank_p_holm)} / {pval(c.rank_p_bh)}",
+            f"{pval(c.t_test.p_value)} / {pval(c.t_p_holm)} / {pval(c.t_p_bh)}",
+        )))
+    return Table(("Setting", "Loss", "Pairing", "n", "Δ", "95% CI", "d", "δ",
+                  "rank test p (raw / Holm / BH)", "t-test p (raw / Holm / BH)"), tuple(rows))
+
+
+def _wins_table(report: Report) -> Table:
+    rows = tuple(tuple(Cell(t) for t in (
+        w.loss, str(w.wins), str(w.ties), str(w.losses), str(w.significant_wins),
+        str(w.significant_losses), pval(w.sign_test_p))) for w in report.analysis.wins)
+    return Table(("Loss", "Wins", "Ties", "Losses", "Significant wins", "Significant losses",
+                  "Sign test p"), rows)
+
+
+def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
+    a = report.analysis
+    blocks: list[Block] = [Heading("Ranks across settings (Friedman, Nemenyi)")]
+    if a.friedman is None or a.nemenyi is None:
+        return [*blocks, Paragraph("Not computed: see the notes.")]
+    f, n = a.friedman, a.nemenyi
+    blocks.append(Paragraph(
+        f"Friedman χ² = {num(f.statistic, 3)} (k = {len(f.names)} losses, N = {f.n_blocks} "
+        f"settings), p = {pval(f.p_value)}; Iman-Davenport F = {num(f.iman_davenport, 3)}, "
+        f"p = {pval(f.iman_davenport_p)}. Nemenyi critical difference at alpha {n.alpha:g}: "
+        f"CD = {num(n.critical_difference, 3)} (q = {num(n.q_alpha, 3)}); average ranks that "
+        "differ by more than CD differ significantly (rank 1 is best)."))
+    order = sorted(range(len(f.names)), key=lambda i: f.average_ranks[i])
+    blocks.append(Table(("Loss", "Average rank"), tuple(
+        (Cell(f.names[i]), Cell(num(f.average_ranks[i], 3))) for i in order)))
+    blocks.append(Table(("Loss A", "Loss B", "Rank difference", "Nemenyi p", "Significant"),
+                        tuple(tuple(Cell(t) for t in (x, y, num(d, 3), pval(p),
+                                                      "yes" if sig else "no"))
+                              for x, y, d, p, sig in n.pairs)))
+    blocks += [fig for fig in figures if fig.path == "figures/critical_difference.png"]
+    return blocks
+
+
+def _funnel_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
+    funnel = report.funnel
+    assert funnel is not None  # checked by the caller
+    blocks: list[Block] = [
+        Heading(f"Elimination funnel ({funnel.study})"),
+        Table(("Stage", "Name", "Ran", "Failed", "Kept"), tuple(
+            tuple(Cell(t) for t in (str(s.stage + 1), s.name, str(s.ran), str(s.failed),
+                                    "undecided" if s.kept is None else str(s.kept)))
+            for s in funnel.stages)),
+    ]
+    blocks += [fig for fig in figures if fig.path == "figures/funnel.png"]
+    if funnel.survivors:
+        blocks.append(Table(("Survivor", "Fitness"), tuple(
+            (Cell(s.candidate), Cell(num(s.fitness))) for s in funnel.survivors),
+            "Kept by the last decided stage"))
+    return blocks
