@@ -78,15 +78,10 @@ class CellGenome:
         return self.nodes[node_id - HIDDEN[0]]
 
 
-def allowed_inputs(node_id: int) -> tuple[int, ...]:
-    """Ids a node may read: any operand or other hidden node; the root reads any of 0..7.
-
-    A hidden node never reads the root: it would be a cycle whenever the node is active.
-    """
-    return tuple(i for i in range(ROOT) if i != node_id)
-
-
-_ALLOWED = {i: allowed_inputs(i) for i in NODE_IDS}
+# Inputs a node may read: any operand or other hidden node; the root reads any of 0..7 (it
+# starts on hidden nodes only, but rewiring may point it at an operand). A hidden node never
+# reads the root: that is a cycle whenever the node is active and dead weight otherwise.
+_ALLOWED = {i: tuple(j for j in range(ROOT) if j != i) for i in NODE_IDS}
 
 
 Wiring = tuple[tuple[int, ...], ...]
@@ -335,39 +330,30 @@ class CellSpace(SearchSpace):
             InvalidGenome: reason ``not_representable`` when it needs more than 4 hidden + 1
                 root operator nodes (or is a bare operand); otherwise a validity reason.
         """
-        tree = parse(text, self._pset)
-        operand_ids = {t: i for i, t in enumerate(OPERANDS)}
-        ids: dict[str, int] = {}
-        specs: list[tuple[str, tuple[int, ...]]] = []
-        stack: list[tuple[int, str]] = []
-        for node in reversed(tree):
-            if isinstance(node, gp.Terminal):
-                stack.append((operand_ids[node.format()], node.format()))
-                continue
+        ids: dict[str, int] = {t: i for i, t in enumerate(OPERANDS)}  # subtree text -> id
+        specs: list[tuple[str, str, list[str]]] = []  # new operator subtrees, children first
+        stack: list[str] = []
+        for node in reversed(parse(text, self._pset)):
             args = [stack.pop() for _ in range(node.arity)]
-            key = node.format(*(a[1] for a in args))
+            key = node.format(*args)
             if key not in ids:
-                ids[key] = len(specs)
-                specs.append((node.name, tuple(a[0] for a in args)))
-            stack.append((-1 - ids[key], key))  # negative: the k-th operator node, id set below
+                ids[key] = -1  # numbered below, once the count is known
+                specs.append((key, node.name, args))
+            stack.append(key)
         if not specs or len(specs) > len(NODE_IDS):
             raise InvalidGenome(
                 f"{text!r} needs {len(specs)} operator nodes; a cell holds 1 to {len(NODE_IDS)}",
                 reason="not_representable",
             )
         # The whole expression is the last new subtree, so it becomes the root.
-        node_of = {k: HIDDEN[k] for k in range(len(specs) - 1)} | {len(specs) - 1: ROOT}
-
-        def resolve(i: int) -> int:
-            return i if i >= 0 else node_of[-1 - i]
-
-        nodes = {i: CellNode(1, self.unary_names[0], self.binary_names[0], 0, 1) for i in HIDDEN}
-        for k, (op, inputs) in enumerate(specs):
-            ins = [resolve(i) for i in inputs]
-            if len(ins) == 1:
-                nodes[node_of[k]] = CellNode(1, op, self.binary_names[0], ins[0], ins[0])
-            else:
-                nodes[node_of[k]] = CellNode(2, self.unary_names[0], op, ins[0], ins[1])
+        for k, (key, _, _) in enumerate(specs):
+            ids[key] = ROOT if k == len(specs) - 1 else HIDDEN[k]
+        u0, b0 = self.unary_names[0], self.binary_names[0]  # placeholders for unused slots
+        nodes = {i: CellNode(1, u0, b0, 0, 1) for i in HIDDEN}
+        for key, op, args in specs:
+            ins = [ids[a] for a in args]
+            unary, binary = (op, b0) if len(ins) == 1 else (u0, op)
+            nodes[ids[key]] = CellNode(len(ins), unary, binary, ins[0], ins[-1])
         genome = CellGenome(tuple(nodes[i] for i in NODE_IDS))
         self.validate(genome)
         return genome
