@@ -1,0 +1,258 @@
+"""Elimination: successive halving of a search's best candidates at growing fidelity.
+
+The best ``top`` completed candidates of a search study (distinct keys) are re-trained stage by
+stage; each stage is a variant of one evaluator profile (architecture, resolution, RandAugment
+magnitude, dropout, steps, ...) and keeps the ``keep[i]`` best by that stage's fitness; failed
+runs drop out. Results form their own study (``kind`` "eliminate"), one grid cell per stage and
+candidate (:mod:`nlfs.grid`), so the stages run with any number of workers and resume: a
+finished stage is never re-run.
+
+Optuna freezes a trial once it finishes, so the decision taken when a stage completes cannot be
+written onto that stage's trials; it is the study attribute ``kept`` (stage index -> kept keys)
+and :func:`records` merges it into each trial's record as ``kept``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nlfs.config import build, config_hash, load_toml, resolve_config
+from nlfs.errors import ConfigError, NLFSError
+from nlfs.grid import Cell, Setting, cell_results, enqueue_cells, requeue_interrupted, with_steps
+
+KIND = "eliminate"
+KEPT_ATTR = "kept"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One round's fidelity: the fields set here replace the base profile's (None: keep it)."""
+
+    name: str = ""
+    model: str | None = None
+    width: int | None = None
+    resolution: int | None = None
+    augment: str | None = None
+    randaugment_ops: int | None = None
+    randaugment_magnitude: int | None = None
+    dropout: float | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    train_size: int | None = None
+    time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class EliminationConfig:
+    """An elimination protocol (``configs/eliminate_*.toml``).
+
+    Attributes:
+        profile: the evaluator profile the stages vary (name, or path relative to the file).
+        top: how many of the search's best candidates (distinct keys) enter the first stage.
+        keep: how many survive each stage; one count per stage, decreasing.
+        seed: training seed of every run (the same for all candidates: a paired comparison).
+        stages: the stages in order of growing fidelity.
+    """
+
+    stages: tuple[Stage, ...]
+    profile: str = "micro"
+    top: int = 8
+    keep: tuple[int, ...] = (4, 2, 1)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError("elimination: at least one stage is needed")
+        if len(self.keep) != len(self.stages):
+            raise ConfigError(f"elimination: {len(self.stages)} stages need {len(self.stages)} "
+                              f"keep counts, got {len(self.keep)} ({_ints(self.keep)})")
+        counts = (self.top, *self.keep)
+        if any(k < 1 for k in counts) or any(a <= b for a, b in itertools.pairwise(counts)):
+            raise ConfigError(f"elimination: top and keep must be positive and decreasing, got "
+                              f"top {self.top}, keep {_ints(self.keep)}")
+
+
+def _ints(values: Sequence[int]) -> str:
+    return ",".join(map(str, values))
+
+
+def load_elimination_config(name_or_path: str | os.PathLike, *, top: int | None = None,
+                            keep: Sequence[int] | None = None) -> EliminationConfig:
+    """Load a protocol by name (``eliminate_cpu``) or path, with ``--top``/``--keep`` applied."""
+    path = resolve_config(name_or_path)
+    table = dict(load_toml(path))
+    profile = table.get("profile")
+    if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
+        table["profile"] = str(path.parent / profile)
+    if top is not None:
+        table["top"] = top
+    if keep is not None:
+        table["keep"] = list(keep)
+    return build(EliminationConfig, table, where=f"elimination config {path.name}")
+
+
+def stage_profile(base, stage: Stage, index: int):
+    """The evaluator profile of stage ``index``: ``base`` with the stage's fields replaced."""
+    changes = {f.name: getattr(stage, f.name) for f in dataclasses.fields(Stage)
+               if f.name not in ("name", "steps") and getattr(stage, f.name) is not None}
+    label = stage.name or f"stage{index + 1}"
+    profile = dataclasses.replace(base, name=f"{base.name}/{label}", **changes)
+    return with_steps(profile, stage.steps) if stage.steps is not None else profile
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A search result entering elimination."""
+
+    expression: str
+    key: str
+    sign: float
+    source_trial: int
+    source_fitness: float
+
+
+def top_candidates(source: optuna.Study, top: int) -> list[Candidate]:
+    """The ``top`` best completed trials of a search with distinct keys, best first."""
+    ok = [t for t in source.get_trials(deepcopy=False)
+          if t.state is TrialState.COMPLETE and t.user_attrs.get("expression")]
+    ok.sort(key=lambda t: (-t.value, t.number))
+    chosen: dict[str, Candidate] = {}
+    for trial in ok:
+        attrs = trial.user_attrs
+        key = attrs.get("key") or attrs["expression"]
+        if key not in chosen:
+            chosen[key] = Candidate(attrs["expression"], key, float(attrs.get("sign", 1.0)),
+                                    trial.number, float(trial.value))
+        if len(chosen) == top:
+            break
+    return list(chosen.values())
+
+
+def _stage_cells(config: EliminationConfig, settings: Sequence[Setting], index: int,
+                 pool: Sequence[Candidate]) -> list[Cell]:
+    name = config.stages[index].name or f"stage{index + 1}"
+    return [Cell(f"{index}|{c.key}", settings[index], c.expression, config.seed, c.sign,
+                 {"stage": index, "stage_name": name, "candidate": c.expression, "key": c.key,
+                  "source_trial": c.source_trial})
+            for c in pool]
+
+
+def decide(study: optuna.Study, index: int, pool: Sequence[Candidate],
+           keep: int) -> list[str]:
+    """Rank stage ``index``'s runs of ``pool`` by fitness and return the ``keep`` best keys.
+
+    Failed runs never survive; ties go to the better search fitness (the pool's order).
+
+    Raises:
+        NLFSError: when a cell of the stage has no result yet.
+    """
+    results = cell_results(study)
+    ranked = []
+    for order, cand in enumerate(pool):
+        trial = results.get(f"{index}|{cand.key}")
+        if trial is None:
+            raise NLFSError(f"stage {index + 1} is unfinished (candidate {cand.key}); run the "
+                            "command again to resume")
+        if trial.state is TrialState.COMPLETE:
+            ranked.append((-trial.value, order, cand.key))
+    return [key for *_, key in sorted(ranked)[:keep]]
+
+
+def open_elimination(study_name: str, storage, config: EliminationConfig, source: str,
+                     source_storage, *, recover: bool = True
+                     ) -> tuple[optuna.Study, list[Setting], list[Candidate]]:
+    """Open or resume the elimination study; returns it, its stage settings and its pool.
+
+    The pool is chosen once, when the study is created, and stored with it, so a resume uses
+    the same candidates even if the search has gone on meanwhile.
+    """
+    from nlfs.profiles import load_profile
+    from nlfs.storage import open_study, recover_interrupted
+
+    base = load_profile(config.profile)
+    settings = [Setting(dataclasses.asdict(stage_profile(base, s, i)), split="val")
+                for i, s in enumerate(config.stages)]
+    recipe = {**dataclasses.asdict(config), "base": dataclasses.asdict(base),
+              "source": source}
+    study = open_study(study_name, storage, attrs={
+        "kind": KIND, "source": source, "config": recipe, "config_hash": config_hash(recipe),
+        "settings": {s.id: s.to_attr() for s in settings}})
+    stored = study.user_attrs.get("candidates")
+    if stored is None:
+        try:
+            src = optuna.load_study(study_name=source, storage=source_storage)
+        except KeyError:
+            raise ConfigError(f"no search study named {source!r} in that storage") from None
+        pool = top_candidates(src, config.top)
+        if not pool:
+            raise ConfigError(f"study {source!r} has no completed candidate to eliminate")
+        study.set_user_attr("candidates", [dataclasses.asdict(c) for c in pool])
+    else:
+        pool = [Candidate(**c) for c in stored]
+    if recover:
+        recover_interrupted(study)
+        requeue_interrupted(study)
+    return study, settings, pool
+
+
+def run_elimination(study: optuna.Study, settings: Sequence[Setting],
+                    config: EliminationConfig, pool: Sequence[Candidate],
+                    run_stage: Callable[[int, int], None],
+                    on_stage: Callable[[int, list[str]], None] | None = None) -> list[str]:
+    """Run every unfinished stage in order and return the finalists' keys.
+
+    ``run_stage(index, cells)`` runs the waiting cells (local workers); ``on_stage(index,
+    kept)`` reports each decision, including those of stages finished in an earlier run.
+    """
+    kept_by_stage = dict(study.user_attrs.get(KEPT_ATTR, {}))
+    for index in range(len(config.stages)):
+        if str(index) not in kept_by_stage:
+            cells = _stage_cells(config, settings, index, pool)
+            enqueue_cells(study, cells)
+            run_stage(index, len(cells))
+            kept_by_stage[str(index)] = decide(study, index, pool, config.keep[index])
+            study.set_user_attr(KEPT_ATTR, kept_by_stage)
+        kept = kept_by_stage[str(index)]
+        if on_stage is not None:
+            on_stage(index, kept)
+        pool = [c for c in pool if c.key in set(kept)]
+    return [c.key for c in pool]
+
+
+RECORD_KEYS = ("stage", "stage_name", "candidate", "key", "sign", "source_trial", "best_acc",
+               "final_acc", "fitness", "seconds", "failure_kind")
+
+
+def records(study: optuna.Study) -> list[dict[str, Any]]:
+    """One record per finished stage run, with ``kept`` (None while its stage is undecided)."""
+    kept_by_stage = study.user_attrs.get(KEPT_ATTR, {})
+    rows = []
+    for trial in sorted(cell_results(study).values(), key=lambda t: t.number):
+        row = {k: trial.user_attrs.get(k) for k in RECORD_KEYS}
+        decided = kept_by_stage.get(str(row["stage"]))
+        row["kept"] = None if decided is None else row["key"] in decided
+        row["trial"] = trial.number
+        rows.append(row)
+    return rows
+
+
+def funnel(study: optuna.Study) -> list[dict[str, Any]]:
+    """Per stage: its name, how many candidates ran, failed and were kept."""
+    rows = records(study)
+    out = []
+    for index, stage in enumerate(study.user_attrs.get("config", {}).get("stages", [])):
+        runs = [r for r in rows if r["stage"] == index]
+        kept = study.user_attrs.get(KEPT_ATTR, {}).get(str(index))
+        out.append({"stage": index, "name": stage.get("name") or f"stage{index + 1}",
+                    "ran": len(runs), "failed": sum(r["failure_kind"] is not None for r in runs),
+                    "kept": None if kept is None else len(kept)})
+    return out
