@@ -1,0 +1,188 @@
+"""Reports from a synthetic CSV: every format is written, JSON numbers equal the stats functions,
+the HTML stands alone with its figures embedded; elimination funnels from a study."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import optuna
+import pytest
+
+from nlfs.records import RunRecord, read_csv, write_csv
+from nlfs.report import FORMATS, build_report, funnel_from_study, parse_formats, stars, write_report
+from nlfs.stats import (
+    benjamini_hochberg,
+    cliffs_delta,
+    cohens_d_paired,
+    critical_difference,
+    holm,
+    paired_t,
+    wilcoxon_signed_rank,
+)
+
+LOSSES = ("cross_entropy", "baikal", "focal")
+SETTINGS = (("cnn", "fmnist", "none"), ("cnn", "fmnist", "flipcrop"),
+            ("resnet9", "fmnist", "none"), ("resnet9", "fmnist", "flipcrop"))
+SEEDS = range(5)
+
+
+def synthetic_records() -> list[RunRecord]:
+    """3 losses x 4 settings x 5 seeds; focal better, baikal slightly better than CE."""
+    rng = np.random.default_rng(2024)
+    shift = {"cross_entropy": 0.0, "baikal": 0.002, "focal": 0.01}
+    out = []
+    for arch, dataset, augment in SETTINGS:
+        base = 0.88 + rng.uniform(0, 0.03)
+        seed_effect = rng.normal(0, 0.004, size=len(SEEDS))
+        for loss in LOSSES:
+            for k in SEEDS:
+                value = base + shift[loss] + seed_effect[k] + rng.normal(0, 0.002)
+                out.append(RunRecord(loss, arch, dataset, augment, k, "test_acc", value))
+    return out
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    csv_path = folder / "results.csv"
+    write_csv(synthetic_records(), csv_path)
+    records = read_csv(csv_path)
+    report = build_report(records, source=str(csv_path), baseline="ce", seed=0, resamples=2000)
+    files = write_report(report, folder / "out", FORMATS)
+    return records, report, folder / "out", files
+
+
+def group(records, setting, loss):
+    return np.array([r.value for r in sorted(records, key=lambda r: r.seed)
+                     if (r.arch, r.dataset, r.augment) == setting and r.loss == loss])
+
+
+def test_every_format_is_written(written):
+    _, _, out, files = written
+    for name in ("report.md", "report.html", "report.tex", "report.json"):
+        assert out / name in files and (out / name).stat().st_size > 0
+    assert (out / "figures" / "critical_difference.png").exists()
+    assert len(list((out / "figures").glob("box_*.png"))) == len(SETTINGS)
+
+
+def test_json_numbers_equal_the_stats_functions(written):
+    records, _, out, _ = written
+    data = json.loads((out / "report.json").read_text())
+    assert data["baseline"] == "cross_entropy" and data["losses"] == list(LOSSES)
+    comps = data["comparisons"]
+    assert len(comps) == len(SETTINGS) * (len(LOSSES) - 1)
+    t_raw, w_raw = [], []
+    for c in comps:
+        setting = (c["setting"]["arch"], c["setting"]["dataset"], c["setting"]["augment"])
+        x, y = group(records, setting, c["loss"]), group(records, setting, "cross_entropy")
+        rank, t = c["tests"]
+        assert (rank["test"], t["test"]) == ("wilcoxon", "paired_t")
+        ref_t, ref_w = paired_t(x, y), wilcoxon_signed_rank(x, y)
+        assert t["statistic"] == pytest.approx(ref_t.statistic)
+        assert t["p_value"] == pytest.approx(ref_t.p_value)
+        assert rank["p_value"] == pytest.approx(ref_w.p_value)
+        assert c["cohens_d"] == pytest.approx(cohens_d_paired(x, y))
+        assert c["cliffs_delta"] == pytest.approx(cliffs_delta(x, y))
+        assert c["mean_difference"] == pytest.approx(x.mean() - y.mean())
+        assert c["ci"]["low"] <= c["mean_difference"] <= c["ci"]["high"]
+        t_raw.append(ref_t.p_value)
+        w_raw.append(ref_w.p_value)
+    assert [c["tests"][1]["p_holm"] for c in comps] == pytest.approx(holm(t_raw))
+    assert [c["tests"][1]["p_bh"] for c in comps] == pytest.approx(benjamini_hochberg(t_raw))
+    assert [c["tests"][0]["p_holm"] for c in comps] == pytest.approx(holm(w_raw))
+    fr = data["friedman"]
+    means = np.array([[group(records, s, loss).mean() for loss in LOSSES]
+                      for s in sorted(SETTINGS)])
+    ranks = np.array([np.argsort(np.argsort(-row)) + 1 for row in means]).mean(axis=0)
+    assert fr["average_ranks"] == pytest.approx(ranks.tolist())
+    assert data["nemenyi"]["critical_difference"] == pytest.approx(
+        critical_difference(0.05, len(LOSSES), len(SETTINGS)))
+
+
+def test_stars_and_best_follow_corrected_p_and_means(written):
+    records, report, _, _ = written
+    for summary in report.summaries:
+        setting = (summary.setting.arch, summary.setting.dataset, summary.setting.augment)
+        means = {loss: group(records, setting, loss).mean() for loss in LOSSES}
+        assert summary.best == (means[summary.loss] == max(means.values()))
+        comp = report.comparison(summary.setting, summary.loss)
+        assert summary.stars == (stars(comp.t_p_holm, 0.05) if comp else "")
+
+
+def test_stars_levels():
+    assert [stars(p, 0.05) for p in (0.0009, 0.009, 0.049, 0.05)] == ["***", "**", "*", ""]
+
+
+def test_html_is_self_contained_with_embedded_pngs(written):
+    _, _, out, _ = written
+    html = (out / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == len(SETTINGS) + 1  # box plots and the CD diagram
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert 'src="figures/' not in html and "<script" not in html
+
+
+def test_markdown_and_latex_show_tables_legend_and_figures(written):
+    _, _, out, _ = written
+    md = (out / "report.md").read_text()
+    assert "| Setting | cross_entropy | baikal | focal |" in md
+    assert "Holm" in md and "](figures/critical_difference.png)" in md
+    tex = (out / "report.tex").read_text()
+    assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
+    assert "cross\\_entropy" in tex and "\\includegraphics" in tex
+    assert tex.count("\\begin{table}") == tex.count("\\end{table}") >= 4
+
+
+def test_json_only_writes_no_figures(tmp_path):
+    report = build_report(synthetic_records(), source="memory", resamples=200)
+    files = write_report(report, tmp_path, ["json"])
+    assert files == [tmp_path / "report.json"] and not (tmp_path / "figures").exists()
+    json.loads(files[0].read_text())  # strict JSON: no NaN tokens
+
+
+def test_parse_formats_refuses_unknown():
+    assert parse_formats("md, html,md") == ("md", "html")
+    with pytest.raises(ValueError, match="choose from md, html, tex, json"):
+        parse_formats("md,pdf")
+
+
+def _elimination_study(kept_on_trial: bool) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("kind", "eliminate")
+    plan = {0: ["a", "b", "c", "d"], 1: ["a", "b"]}
+    keep = {0: {"a", "b"}, 1: {"b"}}
+    for stage, cands in plan.items():
+        for i, cand in enumerate(cands):
+            trial = study.ask()
+            attrs = {"stage": stage, "candidate": f"mul(y, {cand})", "key": cand,
+                     "fitness": 0.5 + 0.1 * i, "failure_kind": None}
+            if kept_on_trial:
+                attrs["kept"] = cand in keep[stage]
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, attrs["fitness"])
+    if not kept_on_trial:
+        study.set_user_attr("kept", {str(s): sorted(k) for s, k in keep.items()})
+    return study
+
+
+@pytest.mark.parametrize("kept_on_trial", [True, False])
+def test_funnel_counts_stages_and_survivors(kept_on_trial):
+    funnel = funnel_from_study(_elimination_study(kept_on_trial))
+    assert [(s.ran, s.kept) for s in funnel.stages] == [(4, 2), (2, 1)]
+    assert [s.candidate for s in funnel.survivors] == ["mul(y, b)"]
+    assert funnel.survivors[0].fitness == pytest.approx(0.6)
+
+
+def test_report_with_funnel_renders_it(tmp_path):
+    funnel = funnel_from_study(_elimination_study(True))
+    report = build_report(synthetic_records(), source="memory", resamples=200, funnel=funnel)
+    write_report(report, tmp_path, ["md", "json"])
+    md = (tmp_path / "report.md").read_text()
+    assert "Elimination funnel" in md and "mul(y, b)" in md and "figures/funnel.png" in md
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["funnel"]["survivors"][0]["candidate"] == "mul(y, b)"
