@@ -3,8 +3,10 @@
 Names are what users type: ``cross_entropy``, ``label_smoothing`` (0.1), ``focal`` (gamma 2),
 ``poly1`` (epsilon 1), ``baikal`` (GLO) and ``squared_error`` (on probabilities). Those that the
 operator set can express also carry their canonical expression; a test proves the compiled
-expression matches the module. :func:`loss_from_spec` turns a baseline name or an expression into
-a loss module, which is what the evaluator and transfer take.
+expression matches the module (to within the protected log's ``ln(p + 1e-7) - ln(p)`` where a
+module uses the exact log-softmax: cross-entropy, focal and poly1). :func:`loss_from_spec` turns
+a baseline name or an expression into a loss module, which is what the evaluator and transfer
+take.
 
 References: Lin et al. 2017 (focal loss); Leng et al. 2022 (PolyLoss); Szegedy et al. 2016 (label
 smoothing); Gonzalez & Miikkulainen 2020 (GLO, the Baikal loss).
@@ -76,25 +78,27 @@ class LabelSmoothing(BaselineLoss):
 
 
 class Focal(BaselineLoss):
-    """Focal loss ``-sum y (1 - p)^gamma ln p`` (Lin et al. 2017), with protected ``ln``."""
+    """Focal loss ``-sum y (1 - p)^gamma ln p`` (Lin et al. 2017), ``ln p`` by log-softmax."""
 
     def __init__(self, reduction: str = "mean", gamma: float = FOCAL_GAMMA) -> None:
         super().__init__(reduction)
         self.gamma = gamma
 
     def per_sample(self, logits, target, p, y):  # noqa: D102
-        return -(y * (1.0 - p) ** self.gamma * torch.log(p + EPS)).sum(dim=-1)
+        ce = F.cross_entropy(logits, target, reduction="none")
+        return (1.0 - (p * y).sum(dim=-1)) ** self.gamma * ce
 
 
 class Poly1(BaselineLoss):
-    """Poly-1: cross-entropy plus ``epsilon (1 - p_t)`` (Leng et al. 2022), protected ``ln``."""
+    """Poly-1: cross-entropy plus ``epsilon (1 - p_t)`` (Leng et al. 2022)."""
 
     def __init__(self, reduction: str = "mean", epsilon: float = POLY1_EPSILON) -> None:
         super().__init__(reduction)
         self.epsilon = epsilon
 
     def per_sample(self, logits, target, p, y):  # noqa: D102
-        return (-y * torch.log(p + EPS) + self.epsilon * y * (1.0 - p)).sum(dim=-1)
+        ce = F.cross_entropy(logits, target, reduction="none")
+        return ce + self.epsilon * (1.0 - (p * y).sum(dim=-1))
 
 
 class Baikal(BaselineLoss):
