@@ -1,0 +1,174 @@
+"""The evaluator: trains candidate losses with a fidelity profile and returns result records.
+
+It is the only code that touches the accelerator (design.md section 3). It is long-lived: the
+dataset is loaded once per process and kept on the device; the model of a profile is built once
+and re-initialised from each candidate's seed (identical to building it anew, and it lets
+``torch.compile`` reuse its graph). Seeds are paired: a seed fixes the initial weights, the data
+order and the augmentation draws, whatever the loss.
+
+Randomness: one ``numpy.random.SeedSequence([seed])`` is split into generators for the weights,
+the data order and the augmentations. Dropout (and torchvision's stochastic depth) draw from the
+global torch generator and accept no other, so each candidate trains inside
+``torch.random.fork_rng`` with that state seeded from the same sequence: runs are reproducible
+and the caller's global state is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from nlfs.augment import Augmenter
+from nlfs.data import Split, load_dataset, make_split
+from nlfs.errors import ConfigError
+from nlfs.models import build_model, init_parameters
+from nlfs.profiles import Profile, load_profile
+from nlfs.results import EvalRequest, EvalResult, State
+from nlfs.training import Outcome, train
+
+SPLITS = ("val", "test")
+_MESSAGE_CHARS = 500  # an error message longer than this is cut: it goes into trial records
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU.
+
+    Raises:
+        ConfigError: ``cuda`` asked for on a machine without it.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA is not available here; use --device cpu or --device auto")
+    return resolved
+
+
+def seed_streams(seed: int) -> dict[str, int]:
+    """Independent 64-bit seeds for the weights, data order, augmentations and dropout."""
+    children = np.random.SeedSequence([seed]).spawn(4)
+    names = ("init", "data", "augment", "dropout")
+    return {name: int(child.generate_state(1, np.uint64)[0])
+            for name, child in zip(names, children, strict=True)}
+
+
+class Evaluator:
+    """Trains each requested loss with the profile and reports one result per request.
+
+    Args:
+        profile: a :class:`Profile` or the name/path of one.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        data_dir: folder of the dataset files (None: Debian's Fashion-MNIST).
+        download: let torchvision download a missing dataset into ``data_dir``.
+        split: ``val`` trains on the training set minus a seeded held-out slice and measures on
+            that slice (searches); ``test`` trains on the training set (or its subset) and
+            measures on the test set (transfer only).
+
+    ``profile`` may be replaced later (``evaluator.profile = dataclasses.replace(...)``):
+    data, model and augmentations are looked up again from its fields.
+
+    Raises:
+        ConfigError, DataError: a bad profile, device or split, or a missing dataset.
+    """
+
+    def __init__(self, profile: Profile | str, *, device: str = "auto",
+                 data_dir: str | None = None, download: bool = False,
+                 split: str = "val") -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
+        self.device = resolve_device(device)
+        self.data_dir, self.download, self.split = data_dir, download, split
+        self._splits: dict[tuple, Split] = {}
+        self._models: dict[tuple, tuple[torch.nn.Module, object]] = {}
+        self.data()  # fail now, not at the first candidate, when the dataset is missing
+
+    def data(self) -> Split:
+        """The profile's training and evaluation images on the device (cached)."""
+        p = self.profile
+        key = (p.dataset, p.val_size, p.train_size, p.test_size, p.split_seed)
+        if key not in self._splits:
+            dataset = load_dataset(p.dataset, self.data_dir, self.download)
+            self._splits[key] = make_split(
+                dataset, self.split, val_size=p.val_size, train_size=p.train_size,
+                test_size=p.test_size, seed=p.split_seed, device=self.device)
+        return self._splits[key]
+
+    def augmenter(self) -> Augmenter:
+        """The profile's augmentation pipeline for its dataset."""
+        p, dataset = self.profile, self.data().dataset
+        return Augmenter(p.augment, mean=dataset.mean, std=dataset.std, resolution=p.resolution,
+                         randaugment_ops=p.randaugment_ops,
+                         randaugment_magnitude=p.randaugment_magnitude,
+                         policy_groups=p.policy_groups, cutout_size=p.cutout_size,
+                         mix_alpha=p.mix_alpha)
+
+    def _model(self, generator: torch.Generator) -> tuple[torch.nn.Module, object]:
+        p, dataset = self.profile, self.data().dataset
+        key = (p.model, dataset.in_channels, dataset.num_classes, p.width, p.dropout, p.compile,
+               p.channels_last)
+        if key not in self._models:
+            model = build_model(p.model, dataset.in_channels, dataset.num_classes,
+                                generator=generator, device=self.device,
+                                width=p.width, dropout=p.dropout)
+            cuda = self.device.type == "cuda"
+            if cuda and p.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            forward = torch.compile(model) if cuda and p.compile else model
+            self._models[key] = (model, forward)
+            return self._models[key]
+        model, forward = self._models[key]
+        init_parameters(model, generator)
+        return model, forward
+
+    def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:
+        """Train every request's loss from its seed; one result per request, in order.
+
+        For now candidates train one after another; a later version may train a group in one
+        step without changing this interface.
+        """
+        return [self._evaluate_one(request) for request in requests]
+
+    def _evaluate_one(self, request: EvalRequest) -> EvalResult:
+        p = self.profile
+        seeds = seed_streams(request.seed)
+        start = time.perf_counter()
+        deadline = start + (p.time_limit_s if p.time_limit_s is not None else float("inf"))
+        try:
+            outcome = self._train(request, seeds, deadline)
+        except Exception as err:  # noqa: BLE001 - any failure of a candidate is a result
+            text = f"{type(err).__name__}: {err}".splitlines()[0][:_MESSAGE_CHARS]
+            outcome = Outcome(State.ERROR, None, None, 0, text)
+        metadata = {
+            "profile": p.name, "dataset": p.dataset, "model": p.model, "steps": p.steps,
+            "augment": p.augment, "resolution": p.resolution, "split": self.split,
+            "device": str(self.device), "seed": request.seed, "name": request.name,
+            "history": list(outcome.history), "profile_config": dataclasses.asdict(p),
+        }
+        return EvalResult(
+            state=outcome.state, best_acc=outcome.best_acc, final_acc=outcome.final_acc,
+            steps=outcome.steps, seconds=time.perf_counter() - start, profile=p.name,
+            device=str(self.device), message=outcome.message, metadata=metadata)
+
+    def _train(self, request: EvalRequest, seeds: dict[str, int], deadline: float) -> Outcome:
+        split = self.data()
+        augmenter = self.augmenter()
+
+        def generator(name: str) -> torch.Generator:
+            return torch.Generator(device=self.device).manual_seed(seeds[name])
+
+        model, forward = self._model(generator("init"))
+        loss = request.loss.to(self.device) if isinstance(request.loss, torch.nn.Module) \
+            else request.loss
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.default_generator.manual_seed(seeds["dropout"])
+            if cuda:
+                torch.cuda.manual_seed(seeds["dropout"])
+            return train(model, forward, loss, split, augmenter, self.profile,
+                         data_gen=generator("data"), aug_gen=generator("augment"),
+                         deadline=deadline)
