@@ -1,0 +1,74 @@
+"""``nlfs best`` and ``nlfs export``: read a finished (or running) search study."""
+
+from __future__ import annotations
+
+import click
+
+from nlfs.cli.common import console, echo_json, json_option
+from nlfs.errors import ConfigError
+
+_study_option = click.option("--study", "study_name", required=True, help="The study to read.")
+_storage_option = click.option(
+    "--storage", help="Journal file path or storage URL [default: runs/STUDY.journal]."
+)
+
+
+@click.command()
+@_study_option
+@_storage_option
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many losses to show.")
+@json_option
+def best(study_name, storage, count, as_json) -> None:
+    """Show the best losses of a study with their fitness and expressions."""
+    from nlfs.progress import render_best, summarize
+    from nlfs.storage import load_existing_study
+
+    summary = summarize(load_existing_study(study_name, storage), count)
+    if as_json:
+        echo_json(summary)
+    else:
+        render_best(summary, console)
+
+
+@click.command()
+@_study_option
+@_storage_option
+@click.option("--trial", "number", type=int, required=True, help="Trial number to export.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .py file to write.")
+@click.option("--format", "fmt", type=click.Choice(["py", "latex"]), default="py",
+              show_default=True, help="A PyTorch module file, or print the LaTeX formula.")
+def export(study_name, storage, number, output, fmt) -> None:
+    """Export a found loss as a standalone PyTorch module (imports only torch)."""
+    from optuna.trial import TrialState
+
+    from nlfs.export import latex_formula, write_module
+    from nlfs.storage import load_existing_study, storage_label
+
+    study = load_existing_study(study_name, storage)
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ConfigError(f"study {study_name!r} has no trial {number} (0..{len(trials) - 1})")
+    trial = trials[number]
+    expression, sign = trial.user_attrs.get("expression"), trial.user_attrs.get("sign")
+    if expression is None or sign is None:
+        raise ConfigError(f"trial {number} of {study_name!r} has no candidate to export")
+    if fmt == "latex":
+        click.echo(latex_formula(expression, sign))
+        return
+    if output is None:
+        raise ConfigError("export needs -o FILE.py (or --format latex to print the formula)")
+    state = "ok" if trial.state == TrialState.COMPLETE else trial.user_attrs.get("state")
+    provenance = {
+        "study": study_name,
+        "storage": storage_label(study._storage),
+        "trial": number,
+        "state": state,
+        "fitness (best validation accuracy)": trial.value,
+        "profile": study.user_attrs.get("profile"),
+        "strategy": study.user_attrs.get("strategy"),
+        "space": study.user_attrs.get("space"),
+        "key": trial.user_attrs.get("key"),
+    }
+    path = write_module(output, expression, sign, provenance=provenance)
+    console.print(f"wrote {path} (trial {number}, fitness {trial.value})")

@@ -1,0 +1,285 @@
+"""Where a study lives: Optuna storages, opening studies, and recovering dead workers' trials.
+
+A search is one Optuna study (design.md section 3), so anything that reads Optuna storages
+(``optuna.load_study``, optuna-dashboard) reads our runs. The default storage is a journal file
+under ``runs/`` (no server); a URL such as ``sqlite:///x.db`` or ``postgresql://...`` selects
+Optuna's RDB storage with a heartbeat, the scale-out path for workers on many machines.
+
+Every trial records the worker that runs it (``worker``: host, pid and a start token), so a run
+that starts later can tell a trial whose worker died (its pid is gone on this host, or, on an RDB
+storage, its heartbeat stopped) from one that is still running, fail it with failure kind
+``interrupted`` and evaluate its candidate again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, fail_stale_trials
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from nlfs.errors import ConfigError
+
+HEARTBEAT_INTERVAL_S = 60
+"""How often a worker on an RDB storage records that it is alive (seconds)."""
+GRACE_PERIOD_S = 180
+"""How long a missing heartbeat is tolerated before the trial counts as interrupted (seconds)."""
+
+INTERRUPTED = "interrupted"
+"""``failure_kind`` of a trial whose worker stopped (Ctrl-C, crash); its candidate is redone."""
+SURPLUS = "surplus"
+"""``failure_kind`` of a reservation made after the shared budget was already reached."""
+NOT_COUNTED = (INTERRUPTED, SURPLUS)
+"""Failure kinds that do not use up budget (the work was never done)."""
+
+_HOST = socket.gethostname()
+_TOKEN = uuid.uuid4().hex[:8]
+
+
+def worker_identity() -> dict[str, Any]:
+    """This process as a trial attribute: host, pid and a token unique to this process start."""
+    return {"host": _HOST, "pid": os.getpid(), "token": _TOKEN}
+
+
+def worker_label() -> str:
+    """A short unique name of this worker process (for per-worker study attributes)."""
+    return f"{_HOST}-{os.getpid()}-{_TOKEN}"
+
+
+def storage_label(storage: BaseStorage) -> str:
+    """A human-readable description of a storage (path of a journal file or the URL)."""
+    backend = getattr(storage, "_backend", None)
+    path = getattr(backend, "_file_path", None)
+    if path is not None:
+        return str(path)
+    backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage
+    url = getattr(backend, "url", None)
+    return str(url) if url is not None else type(storage).__name__
+
+
+def resolve_storage(
+    storage: str | None, study_name: str, runs_dir: str | os.PathLike = "runs"
+) -> BaseStorage:
+    """The Optuna storage named on the command line.
+
+    Args:
+        storage: None for the default journal file ``<runs_dir>/<study_name>.journal``; a URL
+            containing ``://`` for an RDB storage (``sqlite:///...``, ``postgresql://...``);
+            anything else is the path of a journal file.
+        study_name: the study, used to name the default journal file.
+        runs_dir: folder of default journal files (created when missing).
+
+    Raises:
+        ConfigError: a path that is a folder, or whose parent folder is missing outside the
+            current directory, or a URL the RDB storage cannot open.
+    """
+    if storage is not None and "://" in storage:
+        try:
+            return RDBStorage(
+                storage, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S
+            )
+        except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
+            raise ConfigError(f"cannot open storage {storage!r}: {err}") from None
+    if storage is None:
+        if not study_name or "/" in study_name or study_name.startswith("."):
+            raise ConfigError(f"study name {study_name!r} cannot name a file; choose another")
+        path = Path(runs_dir) / f"{study_name}.journal"
+    else:
+        path = Path(storage).expanduser()
+    path = path.resolve()
+    if path.is_dir():
+        raise ConfigError(f"storage {path} is a folder; give a journal file path or a URL")
+    if not path.parent.exists():
+        # Only folders under the working directory are created, so a typo elsewhere fails.
+        if not path.parent.is_relative_to(Path.cwd().resolve()):
+            raise ConfigError(f"folder {path.parent} of storage {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def load_existing_study(
+    study_name: str, storage: str | None, runs_dir: str | os.PathLike = "runs"
+) -> optuna.Study:
+    """Load a study that must already exist (for ``best``, ``export``, ``worker``).
+
+    Unlike :func:`resolve_storage` this never creates an empty journal file.
+
+    Raises:
+        ConfigError: no such journal file or no such study in the storage.
+    """
+    if storage is None or "://" not in storage:
+        path = Path(storage).expanduser() if storage else Path(runs_dir) / f"{study_name}.journal"
+        if not path.is_file():
+            raise ConfigError(
+                f"no study storage at {path}; run `nlfs search` first or pass --storage"
+            )
+    resolved = resolve_storage(storage, study_name, runs_dir)
+    try:
+        return optuna.load_study(study_name=study_name, storage=resolved)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(resolved)) or "none"
+        raise ConfigError(
+            f"no study named {study_name!r} in {storage_label(resolved)}; studies there: {names}"
+        ) from None
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            diffs.append(f"{prefix}{key}: stored {json.dumps(a)} vs now {json.dumps(b)}")
+    return diffs
+
+
+def open_study(
+    study_name: str, storage: BaseStorage, *, attrs: Mapping[str, Any]
+) -> optuna.Study:
+    """Create (direction maximize) or load a study, refusing a resume with another config.
+
+    ``attrs`` become study user attributes. When the study exists and its stored
+    ``config_hash`` differs from ``attrs["config_hash"]``, nothing is written and
+    :class:`ConfigError` names the differing values (from the stored ``config`` attribute) and
+    how to start a new study instead. On a matching resume the attributes are refreshed (for
+    example a raised ``budget``).
+    """
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        created = False
+    except KeyError:
+        try:
+            study = optuna.create_study(
+                study_name=study_name, storage=storage, direction="maximize"
+            )
+            created = True
+        except DuplicatedStudyError:  # another worker created it a moment ago
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            created = False
+    if not created:
+        stored = study.user_attrs
+        if stored.get("kind", attrs.get("kind")) != attrs.get("kind"):
+            raise ConfigError(
+                f"study {study_name!r} is a {stored.get('kind')!r} study, not "
+                f"{attrs.get('kind')!r}; choose another --study name"
+            )
+        if "config_hash" in attrs and stored.get("config_hash") not in (None, attrs["config_hash"]):
+            diffs = _differences(stored.get("config") or {}, attrs.get("config") or {})
+            detail = "; ".join(diffs) if diffs else "config hash differs"
+            raise ConfigError(
+                f"study {study_name!r} in {storage_label(storage)} was run with another config "
+                f"({detail}); to start a new search pass another --study NAME or --storage"
+            )
+    for key, value in attrs.items():
+        if created or study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+    return study
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _worker_dead(worker: Any) -> bool:
+    """True when the recorded worker ran on this host and its process is gone."""
+    if not isinstance(worker, Mapping) or worker.get("host") != _HOST:
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        # Our own pid: the trial is ours only if it carries this process's token.
+        return worker.get("token") != _TOKEN
+    return not _pid_alive(pid)
+
+
+def mark_interrupted(study: optuna.Study, number: int, trial_id: int | None = None) -> bool:
+    """Fail a RUNNING trial with failure kind ``interrupted``; False if it already finished."""
+    storage = study._storage
+    if trial_id is None:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    try:
+        storage.set_trial_user_attr(trial_id, "failure_kind", INTERRUPTED)
+        storage.set_trial_user_attr(trial_id, "state", INTERRUPTED)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False  # another worker finished or recovered it first
+
+
+def recover_interrupted(study: optuna.Study) -> list[int]:
+    """Fail the RUNNING trials whose worker is dead; return their numbers.
+
+    Journal storages: a trial's ``worker`` attribute names host and pid; a pid that no longer
+    exists on this host means the worker died (trials of other hosts are left alone: only a
+    worker on that host, or an RDB heartbeat, can tell). RDB storages with a heartbeat: Optuna's
+    ``fail_stale_trials`` fails trials whose heartbeat stopped; they get the failure kind too.
+    The runner evaluates the candidates of these trials again.
+    """
+    storage = study._storage
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    recovered = []
+    for trial in running:
+        if _worker_dead(trial.user_attrs.get("worker")) and mark_interrupted(
+            study, trial.number, trial._trial_id
+        ):
+            recovered.append(trial.number)
+    if is_heartbeat_enabled(storage):
+        fail_stale_trials(study)
+        for trial in running:
+            if trial.number in recovered:
+                continue
+            now = storage.get_trial(trial._trial_id)
+            if now.state == TrialState.FAIL and now.user_attrs.get("failure_kind") is None:
+                storage.set_trial_user_attr(trial._trial_id, "failure_kind", INTERRUPTED)
+                storage.set_trial_user_attr(trial._trial_id, "state", INTERRUPTED)
+                recovered.append(trial.number)
+    return sorted(recovered)
+
+
+class Heartbeat:
+    """Records an RDB storage heartbeat for one trial while it runs (no-op for journals)."""
+
+    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+        self._thread = get_heartbeat_thread(trial_id, study._storage)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
+
+
+__all__ = [
+    "GRACE_PERIOD_S",
+    "HEARTBEAT_INTERVAL_S",
+    "INTERRUPTED",
+    "NOT_COUNTED",
+    "SURPLUS",
+    "Heartbeat",
+    "load_existing_study",
+    "mark_interrupted",
+    "open_study",
+    "recover_interrupted",
+    "resolve_storage",
+    "storage_label",
+    "worker_identity",
+    "worker_label",
+]

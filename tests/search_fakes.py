@@ -1,0 +1,84 @@
+"""A fake evaluator for the study-runner tests: instant, deterministic, with failures.
+
+The runner's logic (budget, resume, recovery, workers) does not depend on training, so these
+tests score a candidate from its loss's expression instead; the end-to-end tests use the real
+evaluator with ``tests/profiles/nano.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nlfs.expr import expression_key
+from nlfs.results import EvalResult, State
+
+NANO = str(Path(__file__).parent / "profiles" / "nano.toml")
+"""The tiny real profile for end-to-end tests (loaded by path)."""
+
+
+def fake_fitness(expression: str) -> float | None:
+    """A fitness in [0, 1) from the expression's key; None (a NaN run) for about 1 in 7."""
+    value = int(expression_key(expression)[:8], 16)
+    if value % 7 == 0:
+        return None
+    return (value % 10_000) / 10_000
+
+
+class FakeEvaluator:
+    """Scores ``request.loss.expression`` with :func:`fake_fitness`; remembers what it saw.
+
+    Args:
+        profile: the profile name it was built for (recorded in results).
+        crash_at: evaluation index (0-based) at which to raise ``crash`` (None: never).
+        crash: the exception type to raise, or ``"exit"`` to kill the process abruptly.
+    """
+
+    def __init__(self, profile: str, crash_at: int | None = None, crash=KeyboardInterrupt):
+        self.profile = profile
+        self.crash_at = crash_at
+        self.crash = crash
+        self.seen: list[str] = []
+
+    def evaluate(self, requests):
+        results = []
+        for request in requests:
+            if self.crash_at is not None and len(self.seen) == self.crash_at:
+                if self.crash == "exit":
+                    os._exit(3)  # a worker killed mid-trial: no cleanup runs
+                raise self.crash()
+            expression = request.loss.expression
+            self.seen.append(expression)
+            fitness = fake_fitness(expression)
+            state = State.OK if fitness is not None else State.NAN
+            results.append(
+                EvalResult(state, fitness, fitness, 10, 0.001, self.profile, device="cpu")
+            )
+        return results
+
+
+class FakeFactory:
+    """An evaluator factory that keeps every evaluator it built (one per profile)."""
+
+    def __init__(self, crash_at: int | None = None, crash=KeyboardInterrupt):
+        self.crash_at, self.crash = crash_at, crash
+        self.built: list[FakeEvaluator] = []
+
+    def __call__(self, profile, config):
+        evaluator = FakeEvaluator(profile, self.crash_at, self.crash)
+        self.built.append(evaluator)
+        return evaluator
+
+    @property
+    def seen(self) -> list[str]:
+        return [e for evaluator in self.built for e in evaluator.seen]
+
+
+def fake_factory(profile, config):
+    """A picklable factory for spawned worker processes."""
+    return FakeEvaluator(profile)
+
+
+def exiting_factory(profile, config):
+    """A picklable factory whose evaluator kills its process at the third evaluation."""
+    return FakeEvaluator(profile, crash_at=2, crash="exit")

@@ -1,0 +1,194 @@
+"""The study runner on a journal: budget, attributes, resume by replay, recovery, workers.
+
+Training is replaced by :class:`search_fakes.FakeEvaluator` (instant and deterministic); the
+end-to-end tests with the real evaluator are in test_search_e2e.py.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from search_fakes import FakeFactory, exiting_factory, fake_factory
+
+from nlfs.errors import ConfigError
+from nlfs.search_config import SearchConfig
+from nlfs.storage import open_study, resolve_storage
+from nlfs.study import SearchWorker, study_attrs
+from nlfs.workers import run_search
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+TRIAL_ATTRS = {
+    "expression", "key", "sign", "parent", "mutation", "eval_seed", "failure_kind", "device",
+    "seconds", "genome", "phase", "state", "best_acc", "final_acc", "steps",
+}
+
+
+def config(**changes) -> SearchConfig:
+    base = dict(
+        strategy="regevo", space="cell", profile="fake", budget=12, seed=3,
+        strategy_options={"population": 4, "tournament": 2},
+    )
+    base.update(changes)
+    return SearchConfig(**base)
+
+
+def load(path, name="s"):
+    return optuna.load_study(study_name=name, storage=resolve_storage(str(path), name))
+
+
+def counted(study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that used budget (finished ok or failed), in number order."""
+    return [
+        t for t in study.get_trials()
+        if t.state == TrialState.COMPLETE
+        or (t.state == TrialState.FAIL
+            and t.user_attrs.get("failure_kind") not in ("interrupted", "surplus"))
+    ]
+
+
+def test_budget_is_reached_exactly_and_trials_carry_their_attributes(tmp_path):
+    factory = FakeFactory()
+    summary = run_search(config(), study_name="s", storage=str(tmp_path / "j"),
+                         evaluator_factory=factory)
+    study = load(tmp_path / "j")
+    done = counted(study)
+    assert len(done) == 12 == summary["finished"]
+    assert len({t.user_attrs["key"] for t in done}) == 12, "a duplicate reached the evaluator"
+    assert len(factory.seen) == 12
+    for trial in done:
+        assert TRIAL_ATTRS <= set(trial.user_attrs)
+        if trial.state == TrialState.COMPLETE:
+            assert trial.user_attrs["failure_kind"] is None
+            assert trial.value == trial.user_attrs["best_acc"]
+        else:
+            assert trial.value is None and trial.user_attrs["failure_kind"] == "nan"
+    attrs = study.user_attrs
+    assert attrs["kind"] == "search" and attrs["strategy"] == "regevo"
+    assert attrs["config_hash"] == config().hash()
+    assert {"space", "profile", "seed", "budget", "rejections"} <= set(attrs)
+    assert summary["best"][0]["fitness"] == max(t.value for t in done if t.value is not None)
+
+
+@pytest.mark.parametrize("strategy", ["regevo", "random", "tpe"])
+def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(tmp_path, strategy):
+    """Stopping after k trials and rerunning gives the same candidates as one run to n."""
+    options = {"population": 4, "tournament": 2} if strategy == "regevo" else {}
+    if strategy == "tpe":
+        options = {"n_startup_trials": 3}
+    whole = config(strategy=strategy, strategy_options=options, budget=9)
+    run_search(whole, study_name="s", storage=str(tmp_path / "a"), evaluator_factory=FakeFactory())
+    first = config(strategy=strategy, strategy_options=options, budget=4)
+    run_search(first, study_name="s", storage=str(tmp_path / "b"), evaluator_factory=FakeFactory())
+    again = FakeFactory()
+    run_search(whole, study_name="s", storage=str(tmp_path / "b"), evaluator_factory=again)
+    keys_a = [t.user_attrs["key"] for t in counted(load(tmp_path / "a"))]
+    keys_b = [t.user_attrs["key"] for t in counted(load(tmp_path / "b"))]
+    assert len(keys_b) == 9 and len(set(keys_b)) == 9
+    assert keys_a == keys_b
+    assert len(again.seen) == 5, "the resumed run re-evaluated finished trials"
+
+
+def test_a_finished_study_resumes_to_nothing_and_a_raised_budget_extends_it(tmp_path):
+    path = str(tmp_path / "j")
+    run_search(config(budget=5), study_name="s", storage=path, evaluator_factory=FakeFactory())
+    idle = FakeFactory()
+    run_search(config(budget=5), study_name="s", storage=path, evaluator_factory=idle)
+    assert idle.seen == []
+    run_search(config(budget=8), study_name="s", storage=path, evaluator_factory=FakeFactory())
+    assert len(counted(load(path))) == 8
+
+
+def test_a_different_config_for_an_existing_study_is_refused(tmp_path):
+    path = str(tmp_path / "j")
+    run_search(config(budget=2), study_name="s", storage=path, evaluator_factory=FakeFactory())
+    changed = config(budget=2, strategy_options={"population": 5, "tournament": 2})
+    with pytest.raises(ConfigError, match=r"population.*--study"):
+        run_search(changed, study_name="s", storage=path, evaluator_factory=FakeFactory())
+    with pytest.raises(ConfigError, match="seed"):
+        run_search(config(budget=2, seed=4), study_name="s", storage=path,
+                   evaluator_factory=FakeFactory())
+
+
+def test_ctrl_c_marks_the_running_trial_interrupted_and_the_next_run_redoes_it(tmp_path):
+    path = str(tmp_path / "j")
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config(budget=6), study_name="s", storage=path,
+                   evaluator_factory=FakeFactory(crash_at=2))
+    study = load(path)
+    interrupted = [t for t in study.get_trials() if t.user_attrs.get("failure_kind") == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
+    assert len(counted(study)) == 2
+    rerun = FakeFactory()
+    run_search(config(budget=6), study_name="s", storage=path, evaluator_factory=rerun)
+    assert rerun.seen[0] == interrupted[0].user_attrs["expression"], "not re-evaluated first"
+    done = counted(load(path))
+    assert len(done) == 6 and len({t.user_attrs["key"] for t in done}) == 6
+    retry = [t for t in done if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retry) == 1 and retry[0].user_attrs["key"] == interrupted[0].user_attrs["key"]
+
+
+def test_a_dead_workers_running_trial_is_recovered_as_interrupted_and_re_evaluated(tmp_path):
+    path = str(tmp_path / "j")
+    cfg = config(budget=6)
+    open_study("s", resolve_storage(path, "s"), attrs=study_attrs(cfg))
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_run_worker, args=(path, cfg.to_dict(), exiting_factory))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 3, "the worker should have died mid-trial"
+    study = load(path)
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 1 and len(counted(study)) == 2
+    factory = FakeFactory()
+    worker = SearchWorker(study, cfg, evaluator_factory=factory)
+    worker.run()
+    assert worker.recovered == [running[0].number]
+    trial = load(path).trials[running[0].number]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["failure_kind"] == "interrupted"
+    assert factory.seen[0] == trial.user_attrs["expression"]
+    done = counted(load(path))
+    assert len(done) == 6 and len({t.user_attrs["key"] for t in done}) == 6
+
+
+def _run_worker(path, config_data, factory):
+    from nlfs.search_config import config_from_dict
+
+    study = load(path)
+    SearchWorker(study, config_from_dict(config_data), evaluator_factory=factory).run()
+
+
+def test_two_worker_processes_share_the_budget_exactly_without_duplicates(tmp_path):
+    path = str(tmp_path / "j")
+    cfg = config(budget=16, workers=2)
+    run_search(cfg, study_name="s", storage=path, evaluator_factory=fake_factory)
+    study = load(path)
+    done = counted(study)
+    assert len(done) == 16
+    assert len({t.user_attrs["key"] for t in done}) == 16
+    hosts = Counter(t.user_attrs["worker"]["pid"] for t in done)
+    assert len(hosts) == 2, f"one worker did everything: {hosts}"
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_seed_phase_candidates_are_scored_with_the_seed_profile(tmp_path):
+    factory = FakeFactory()
+    cfg = config(budget=6, seed_profile="cheap",
+                 strategy_options={"population": 2, "tournament": 2, "seed_pool": 4})
+    run_search(cfg, study_name="s", storage=str(tmp_path / "j"), evaluator_factory=factory)
+    by_profile = {e.profile: len(e.seen) for e in factory.built}
+    assert by_profile == {"cheap": 4, "fake": 2}
+    phases = [t.user_attrs["phase"] for t in counted(load(tmp_path / "j"))]
+    assert phases == ["seed"] * 4 + ["search"] * 2
+
+
+def test_screen_rejections_are_counted_per_study(tmp_path):
+    run_search(config(budget=10, strategy="random", strategy_options={}), study_name="s",
+               storage=str(tmp_path / "j"), evaluator_factory=FakeFactory())
+    rejections = load(tmp_path / "j").user_attrs["rejections"]
+    assert sum(rejections.values()) > 0
+    assert all(isinstance(v, int) and v > 0 for v in rejections.values())
