@@ -200,7 +200,8 @@ def test_from_json_rejects_wrong_shapes():
     wrong_id = {"nodes": [dict(n, id=n["id"] + 1) for n in data["nodes"]]}
     missing = {"nodes": [{k: v for k, v in n.items() if k != "in1"} for n in data["nodes"]]}
     float_arity = {"nodes": [dict(n, arity=float(n["arity"])) for n in data["nodes"]]}
-    for bad in (wrong_id, missing, float_arity, {"nodes": data["nodes"][:4]}):
+    list_op = {"nodes": [dict(n, unary=["log"]) for n in data["nodes"]]}
+    for bad in (wrong_id, missing, float_arity, list_op, {"nodes": data["nodes"][:4]}):
         with pytest.raises(InvalidGenome):
             SPACE.from_json(bad)
 

@@ -185,9 +185,9 @@ class CellSpace(SearchSpace):
                 return f"node {node_id} is not a CellNode"
             if node.arity not in (1, 2) or type(node.arity) is not int:
                 return f"node {node_id} has arity {node.arity!r}; it must be 1 or 2"
-            if node.unary not in self._unary_set:
+            if not isinstance(node.unary, str) or node.unary not in self._unary_set:
                 return f"node {node_id} has unknown unary op {node.unary!r}"
-            if node.binary not in self._binary_set:
+            if not isinstance(node.binary, str) or node.binary not in self._binary_set:
                 return f"node {node_id} has unknown binary op {node.binary!r}"
             for j in (node.in0, node.in1):
                 if j == node_id:
