@@ -98,6 +98,7 @@ class FingerprintIndex:
             raise ValueError(f"fingerprint length {dim} is not a multiple of {self.BLOCK}")
         self._full = np.empty((64, dim), dtype=np.float32)
         self._sketch = np.empty((64, dim // self.BLOCK), dtype=np.float64)
+        self._sketch_sq = np.empty(64, dtype=np.float64)
         self._n = 0
 
     def __len__(self) -> int:
@@ -111,18 +112,25 @@ class FingerprintIndex:
         if self._n == len(self._full):
             self._full = np.concatenate([self._full, np.empty_like(self._full)])
             self._sketch = np.concatenate([self._sketch, np.empty_like(self._sketch)])
+            self._sketch_sq = np.concatenate([self._sketch_sq, np.empty_like(self._sketch_sq)])
+        sketch = self._sketch_of(fp)
         self._full[self._n] = fp
-        self._sketch[self._n] = self._sketch_of(fp)
+        self._sketch[self._n] = sketch
+        self._sketch_sq[self._n] = sketch @ sketch
         self._n += 1
 
     def within(self, fp: np.ndarray, tolerance: float) -> bool:
         """Whether a stored fingerprint lies within L2 distance ``tolerance`` of ``fp``."""
         if self._n == 0:
             return False
-        # Slack covers float32 storage rounding so pruning never drops a true neighbour.
-        slack = tolerance + 1e-5
-        diff = self._sketch[: self._n] - self._sketch_of(fp)
-        near = np.flatnonzero(np.einsum("ij,ij->i", diff, diff) <= slack * slack)
+        sketch = self._sketch_of(fp)
+        # |a - b|^2 = |a|^2 - 2 a.b + |b|^2: one matrix-vector product over the archive. The
+        # slack covers its rounding and the float32 storage, so pruning never drops a true
+        # neighbour; the survivors are then measured exactly.
+        dist_sq = self._sketch_sq[: self._n] - 2.0 * (self._sketch[: self._n] @ sketch)
+        dist_sq += sketch @ sketch
+        slack = (tolerance + 1e-4) ** 2 + 1e-9 * (1.0 + sketch @ sketch)
+        near = np.flatnonzero(dist_sq <= slack)
         if len(near) == 0:
             return False
         full = self._full[near].astype(np.float64) - fp.astype(np.float64)
