@@ -98,8 +98,9 @@ def funnel_from_study(study: Any) -> Funnel:
         rows = [(ident, t) for (s, ident), t in runs.items() if s == index]
         flags = [kept(index, ident, t) for ident, t in rows]
         undecided = not rows or any(f is None for f in flags)
-        name = (configured[index].get("name") if index < len(configured) else None) or \
-            f"stage{index + 1}"
+        named = [t.user_attrs.get("stage_name") for _, t in rows if t.user_attrs.get("stage_name")]
+        name = ((configured[index].get("name") if index < len(configured) else None)
+                or (named[0] if named else f"stage{index + 1}"))
         failed = sum(t.user_attrs.get("failure_kind") not in (None, "", "ok") for _, t in rows)
         stages.append(FunnelStage(index, name, len(rows), failed,
                                   None if undecided else sum(bool(f) for f in flags)))
