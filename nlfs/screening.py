@@ -184,7 +184,7 @@ class Screen:
         try:
             space.validate(genome)
         except InvalidGenome as err:
-            return self._reject(str(err.reason), "")
+            return self._reject(str(err.reason), _text_of(space, genome))
         return self.check_tree(space.expression(genome), record=record)
 
     def check_tree(self, tree_or_text: gp.PrimitiveTree | str, *, record: bool = True) -> Verdict:
@@ -255,6 +255,14 @@ class Screen:
                 self._cache.clear()
             self._cache[text] = outcome
         return outcome
+
+
+def _text_of(space: SearchSpace, genome: Genome) -> str:
+    """The canonical text of an invalid genome where it has one (a cyclic one has none)."""
+    try:
+        return space.canonical(genome)
+    except (ValueError, LookupError, TypeError, AttributeError):  # InvalidGenome is a ValueError
+        return ""
 
 
 def _run_probe(tree: gp.PrimitiveTree) -> _ProbeOutcome:

@@ -56,6 +56,19 @@ def test_cyclic_genome_is_rejected_with_the_space_reason():
     assert screen.counts == {"cyclic": 1}
 
 
+def test_invalid_genome_keeps_its_expression_where_it_has_one():
+    """A cell that never reads y is rejected as missing_y and the verdict shows its expression."""
+    nodes = (
+        CellNode(1, "log", "add", 1, 1),
+        CellNode(1, "neg", "add", 1, 1),
+        CellNode(1, "neg", "add", 0, 0),
+        CellNode(1, "neg", "add", 0, 0),
+        CellNode(2, "neg", "mul", 4, 5),
+    )
+    verdict = Screen().check(get_space("cell"), CellGenome(nodes))
+    assert (verdict.reason, verdict.expression) == ("missing_y", "mul(log(p), neg(p))")
+
+
 def test_duplicates_by_string_and_by_curve():
     """The same text is 'duplicate'; a rescaled, shifted or negated loss is 'duplicate_curve'."""
     screen = Screen()
