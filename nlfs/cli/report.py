@@ -51,10 +51,13 @@ def _load_study(name: str, storage: str | None):
 @click.option("--lower-is-better", is_flag=True, help="The metric is an error, not an accuracy.")
 @click.option("--eliminate", "eliminate_study",
               help="Elimination study whose funnel to include (same --storage).")
+@click.option("--resamples", default=10_000, show_default=True, type=click.IntRange(100),
+              help="Bootstrap resamples B for the confidence intervals.")
 @seed_option
 @json_option
 def report(study, storage, results, out_dir, formats, baseline, metric, alpha, pairing,
-           stars_test, tie_tolerance, lower_is_better, eliminate_study, seed, as_json) -> None:
+           stars_test, tie_tolerance, lower_is_better, eliminate_study, resamples, seed,
+           as_json) -> None:
     """Statistical report of transfer results: tables, tests, ranks and figures.
 
     Reads a transfer study (--study) or a tidy CSV (--results) and writes report.md,
@@ -83,7 +86,7 @@ def report(study, storage, results, out_dir, formats, baseline, metric, alpha, p
     built = build_report(records, source=source, baseline=baseline, metric=metric, alpha=alpha,
                          pairing=pairing, significance_test=stars_test,
                          higher_is_better=not lower_is_better, tie_tolerance=tie_tolerance,
-                         seed=seed, funnel=funnel, notes=notes)
+                         seed=seed, resamples=resamples, funnel=funnel, notes=notes)
     written = write_report(built, out_dir, chosen)
     a = built.analysis
     if as_json:

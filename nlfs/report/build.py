@@ -108,7 +108,9 @@ def build_report(
         source: a description of where they came from.
         funnel: an elimination funnel to include.
         notes: remarks on the input to show (e.g. failed grid cells that were skipped).
-        **others: see :func:`nlfs.stats.analyse`.
+
+    The other keyword arguments are passed to :func:`nlfs.stats.analyse`; ``significance_test``
+    also picks the p-values behind the stars.
     """
     analysis = analyse(records, baseline=baseline, metric=metric, alpha=alpha, pairing=pairing,
                        significance_test=significance_test, higher_is_better=higher_is_better,
