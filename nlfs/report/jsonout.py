@@ -1,6 +1,7 @@
 """The report as plain JSON data: every statistic computed, for other tools to read.
 
-Numbers that are undefined (NaN) are written as ``null``, keeping the file strict JSON.
+Numbers that are undefined (NaN) or infinite (Iman-Davenport F when every setting ranks the
+losses alike; its p-value is then 0) are written as ``null``, keeping the file strict JSON.
 """
 
 from __future__ import annotations
