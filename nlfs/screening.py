@@ -140,9 +140,13 @@ class FingerprintIndex:
 class Screen:
     """Screens candidates and remembers the accepted ones to reject duplicates.
 
+    Every check counts its rejection in :attr:`counts`, whether or not it records; only
+    ``record=True`` acceptances (and :meth:`add`) grow the archive.
+
     Args:
-        tolerance: L2 distance between probe fingerprints under which two losses count as the
-            same (default 0.01, the paper's threshold on the min-max normalised curve).
+        tolerance: Euclidean distance between probe fingerprints (the 1000-point min-max
+            normalised signed curve and its 1000-point normalised gradient, concatenated) at or
+            under which two losses count as the same; default 0.01, the paper's threshold.
         dedupe: whether to reject duplicates at all; with ``dedupe=False`` the screen keeps no
             archive (used to find the sign of a single expression).
     """
