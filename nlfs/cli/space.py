@@ -49,6 +49,7 @@ def space() -> None:
 @click.option(
     "-n",
     "count",
+    metavar="N",
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
@@ -57,7 +58,7 @@ def space() -> None:
 @seed_option
 @json_option
 def sample(space_name: str, count: int, seed: int, as_json: bool) -> None:
-    """Draw COUNT screened, distinct candidates, then rejection counts by reason."""
+    """Draw N screened, distinct candidates, then rejection counts by reason."""
     from nlfs.errors import NLFSError
     from nlfs.screening import Screen
 
