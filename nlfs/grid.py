@@ -91,16 +91,30 @@ EvaluatorFactory = Callable[[Setting, str, "str | None", bool], CellEvaluator]
 """``factory(setting, device, data_dir, download)`` -> an evaluator for that setting."""
 
 
-def default_evaluator(setting: Setting, device: str, data_dir: str | None,
-                      download: bool) -> CellEvaluator:
-    """The real :class:`nlfs.evaluator.Evaluator` for ``setting`` (data loaded once)."""
-    from nlfs.config import build
-    from nlfs.evaluator import Evaluator
-    from nlfs.profiles import Profile
+class RealEvaluators:
+    """The default factory: :class:`nlfs.evaluator.Evaluator`, one per split, re-pointed at
+    each new setting's profile (it caches data by dataset and slice, models by architecture, so
+    a worker that moves between settings loads each dataset once)."""
 
-    profile = build(Profile, setting.profile, "grid setting")
-    return Evaluator(profile, device=device, data_dir=data_dir, download=download,
-                     split=setting.split)
+    def __init__(self) -> None:
+        self._by_split: dict[str, Any] = {}
+
+    def __call__(self, setting: Setting, device: str, data_dir: str | None,
+                 download: bool) -> CellEvaluator:
+        from nlfs.config import build
+        from nlfs.evaluator import Evaluator
+        from nlfs.profiles import Profile
+
+        profile = build(Profile, setting.profile, "grid setting")
+        evaluator = self._by_split.get(setting.split)
+        if evaluator is None:
+            evaluator = Evaluator(profile, device=device, data_dir=data_dir, download=download,
+                                  split=setting.split)
+            self._by_split[setting.split] = evaluator
+        else:
+            evaluator.profile = profile
+            evaluator.data()  # a missing dataset fails here, before the cell counts as run
+        return evaluator
 
 
 def with_steps(profile, steps: int):
@@ -306,7 +320,7 @@ def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
         requeue_interrupted(study)
     settings = study.user_attrs.get(SETTINGS_ATTR, {})
     study_id = storage.get_study_id_from_name(study_name)
-    factory = evaluator_factory or default_evaluator
+    factory = evaluator_factory or RealEvaluators()
     current: str | None = None
     evaluator: CellEvaluator | None = None
     count = 0
@@ -326,7 +340,6 @@ def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
                         settings = optuna.load_study(study_name=study_name,
                                                      storage=storage).user_attrs[SETTINGS_ATTR]
                     stored = settings[attrs["setting"]]
-                    evaluator = None  # free the previous setting's data first
                     evaluator = factory(Setting(stored["profile"], stored["split"]), device,
                                         data_dir, download)
                     current = attrs["setting"]

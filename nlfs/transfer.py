@@ -55,6 +55,8 @@ class TransferConfig:
         steps: optimiser steps per cell (None: the profile's); ``epochs`` instead sets
             steps = ceil(epochs * training images / batch size).
         workers: local worker processes.
+        overrides: profile fields replaced in every cell (e.g. ``test_size``, ``eval_every``,
+            ``time_limit_s``); unknown fields fail when the grid is planned.
     """
 
     losses: tuple[str, ...] = ("ce", "baikal", "focal", "poly1")
@@ -67,6 +69,7 @@ class TransferConfig:
     steps: int | None = None
     epochs: float | None = None
     workers: int = 1
+    overrides: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for axis in ("losses", "archs", "datasets", "augment"):
@@ -194,6 +197,17 @@ def check_axes(config: TransferConfig) -> None:
         parse_augment(augment)
 
 
+def base_profile(config: TransferConfig):
+    """The grid's profile with ``config.overrides`` applied and validated."""
+    from nlfs.profiles import Profile, load_profile
+
+    base = load_profile(config.profile)
+    if not config.overrides:
+        return base
+    return build(Profile, {**dataclasses.asdict(base), **config.overrides},
+                 where="transfer config overrides")
+
+
 def cell_profile(base, config: TransferConfig, arch: str, dataset: str, augment: str):
     """The profile of one setting: ``base`` with the setting's model, data, augment, steps."""
     profile = dataclasses.replace(base, model=arch, dataset=dataset, augment=augment,
@@ -230,10 +244,9 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     Returns:
         The study, the number of cells in this grid, and how many were enqueued now.
     """
-    from nlfs.profiles import load_profile
     from nlfs.storage import open_study, recover_interrupted
 
-    base = load_profile(config.profile)
+    base = base_profile(config)
     recipe = {"profile": dataclasses.asdict(base), "steps": config.steps,
               "epochs": config.epochs}
     grid = {**dataclasses.asdict(config), "losses": [dataclasses.asdict(r) for r in losses]}
