@@ -35,6 +35,11 @@ _EXPECTED = {
     "cifar100": "cifar-100-python/ (train, test)",
     "svhn": "train_32x32.mat, test_32x32.mat",
 }
+_PRESENT = {  # what must exist before torchvision is even imported (its import is slow)
+    "cifar10": ("cifar-10-batches-py",),
+    "cifar100": ("cifar-100-python",),
+    "svhn": ("train_32x32.mat", "test_32x32.mat"),
+}
 _IDX_DTYPES = {0x08: np.uint8}
 _STATS_CHUNK = 8192  # images per chunk when computing channel statistics (bounds memory)
 
@@ -158,6 +163,8 @@ def _torchvision(name: str, root: Path, *, train: bool, download: bool):
 
 
 def _from_torchvision(name: str, root: Path, download: bool) -> tuple[np.ndarray, ...]:
+    if not download and not all((root / part).exists() for part in _PRESENT[name]):
+        raise _missing(name, root)
     out = []
     for train in (True, False):
         ds = _torchvision(name, root, train=train, download=download)
