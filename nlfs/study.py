@@ -45,6 +45,8 @@ from nlfs.storage import (
     Heartbeat,
     mark_interrupted,
     recover_interrupted,
+    set_study_user_attrs,
+    set_trial_user_attrs,
     worker_identity,
     worker_label,
 )
@@ -192,8 +194,9 @@ class SearchWorker:
         self._own.add(number)
         self._sync()
         if self.cache.counted_up_to(number) > self.config.budget:
-            self._storage.set_trial_user_attr(trial_id, "failure_kind", SURPLUS)
-            self._storage.set_trial_user_attr(trial_id, "state", SURPLUS)
+            set_trial_user_attrs(
+                self._storage, trial_id, {"failure_kind": SURPLUS, "state": SURPLUS}
+            )
             self.study.tell(number, state=TrialState.FAIL)
             return None
         if retry_of is not None and self.cache.retry_owner.get(retry_of) != number:
@@ -232,8 +235,7 @@ class SearchWorker:
         }
         if candidate.params:
             attrs["params"] = dict(candidate.params)
-        for key, value in attrs.items():
-            self._storage.set_trial_user_attr(trial_id, key, value)
+        set_trial_user_attrs(self._storage, trial_id, attrs)
 
     def _run_trial(self, trial_id: int, number: int, retry_of: int | None) -> None:
         try:
@@ -267,8 +269,7 @@ class SearchWorker:
             "final_acc": _finite_or_none(result.final_acc),
             "steps": result.steps,
         }
-        for key, value in outcome.items():
-            self._storage.set_trial_user_attr(trial_id, key, value)
+        set_trial_user_attrs(self._storage, trial_id, outcome)
         if fitness is not None:
             self.study.tell(number, fitness)
         else:
@@ -285,8 +286,9 @@ class SearchWorker:
         if counts == self._reported:
             return
         self._reported = counts
-        self.study.set_user_attr(f"rejections/{self._label}", counts)
-        self.study.set_user_attr("rejections", total_rejections(self.study.user_attrs))
+        mine = f"rejections/{self._label}"
+        total = total_rejections({**self.study.user_attrs, mine: counts})
+        set_study_user_attrs(self.study, {mine: counts, "rejections": total})
 
 
 def total_rejections(user_attrs: Mapping[str, Any]) -> dict[str, int]:

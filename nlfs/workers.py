@@ -18,7 +18,7 @@ import optuna
 
 from nlfs.errors import NLFSError
 from nlfs.progress import ProgressDisplay, summarize
-from nlfs.search_config import SearchConfig, config_from_dict
+from nlfs.search_config import NOT_HASHED, SearchConfig, config_from_dict
 from nlfs.storage import load_existing_study, open_study, resolve_storage, storage_label
 from nlfs.study import EvaluatorFactory, SearchWorker, study_attrs, total_rejections
 from nlfs.trials import TrialCache
@@ -56,7 +56,10 @@ def run_search(
         KeyboardInterrupt: after Ctrl-C, once the running trials are marked interrupted.
     """
     name = study_name or config.default_study_name()
-    study = open_study(name, resolve_storage(storage, name, runs_dir), attrs=study_attrs(config))
+    study = open_study(
+        name, resolve_storage(storage, name, runs_dir), attrs=study_attrs(config),
+        unhashed=NOT_HASHED,
+    )
     display = ProgressDisplay(config.budget, enabled=progress)
     with display:
         if config.workers == 1:

@@ -74,6 +74,22 @@ class FakeFactory:
         return [e for evaluator in self.built for e in evaluator.seen]
 
 
+_REAL: dict = {}
+
+
+def shared_real_factory(profile, config):
+    """The real evaluator, built once per profile and device for the whole test session.
+
+    Loading Fashion-MNIST dominates a nano evaluation, so the end-to-end tests share one.
+    """
+    from nlfs.evaluator import Evaluator
+
+    key = (profile, config.device, config.data_dir)
+    if key not in _REAL:
+        _REAL[key] = Evaluator(profile, device=config.device, data_dir=config.data_dir)
+    return _REAL[key]
+
+
 def fake_factory(profile, config):
     """A picklable factory for spawned worker processes."""
     return FakeEvaluator(profile)

@@ -1,0 +1,104 @@
+"""Storage resolution, study opening with config checks, and recovery of dead workers' trials."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from nlfs.errors import ConfigError
+from nlfs.storage import (
+    load_existing_study,
+    open_study,
+    recover_interrupted,
+    resolve_storage,
+    worker_identity,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ATTRS = {"kind": "search", "config_hash": "abc", "config": {"seed": 0, "profile": "micro"}}
+
+
+def test_default_storage_is_a_journal_file_named_after_the_study(tmp_path):
+    storage = resolve_storage(None, "my-study", runs_dir=tmp_path / "runs")
+    assert isinstance(storage, JournalStorage)
+    assert (tmp_path / "runs" / "my-study.journal").is_file()
+
+
+def test_a_url_selects_the_rdb_storage_with_a_heartbeat(tmp_path):
+    storage = resolve_storage(f"sqlite:///{tmp_path / 'x.db'}", "s")
+    assert isinstance(storage, RDBStorage)
+    assert storage.get_heartbeat_interval() is not None
+
+
+def test_bad_storage_paths_are_refused_with_a_message(tmp_path):
+    with pytest.raises(ConfigError, match="folder"):
+        resolve_storage(str(tmp_path), "s")
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_storage("/nonexistent-nlfs-dir/x.journal", "s")
+    with pytest.raises(ConfigError, match="cannot name a file"):
+        resolve_storage(None, "../escape", runs_dir=tmp_path)
+
+
+def test_open_study_creates_then_resumes_and_refuses_another_config(tmp_path):
+    storage = resolve_storage(str(tmp_path / "j"), "s")
+    study = open_study("s", storage, attrs={**ATTRS, "budget": 5})
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    again = open_study("s", storage, attrs={**ATTRS, "budget": 9})
+    assert again.user_attrs["budget"] == 9, "a matching resume refreshes the attributes"
+    other = {**ATTRS, "config_hash": "def", "config": {"seed": 1, "profile": "micro"}}
+    with pytest.raises(ConfigError, match=r"seed: stored 0 vs now 1.*--study"):
+        open_study("s", storage, attrs=other)
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs["config_hash"] == "abc"
+    with pytest.raises(ConfigError, match="'search' study, not 'transfer'"):
+        open_study("s", storage, attrs={**ATTRS, "kind": "transfer"})
+
+
+def test_loading_a_missing_study_creates_no_file(tmp_path):
+    with pytest.raises(ConfigError, match="nlfs search"):
+        load_existing_study("nope", None, runs_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    open_study("s", resolve_storage(str(tmp_path / "j"), "s"), attrs=ATTRS)
+    with pytest.raises(ConfigError, match="studies there: s"):
+        load_existing_study("other", str(tmp_path / "j"))
+
+
+def _running(study, worker) -> int:
+    template = FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(tz=UTC),
+        datetime_complete=None, params={}, distributions={}, user_attrs={"worker": worker},
+        system_attrs={}, intermediate_values={}, trial_id=-1,
+    )
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return study._storage.get_trial_number_from_id(trial_id)
+
+
+def test_only_trials_of_dead_workers_are_recovered_as_interrupted(tmp_path):
+    study = open_study("s", resolve_storage(str(tmp_path / "j"), "s"), attrs=ATTRS)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    me = worker_identity()
+    n_dead = _running(study, {**me, "pid": int(dead.stdout)})
+    _running(study, me)  # this process: alive
+    _running(study, {**me, "pid": os.getppid()})  # alive
+    _running(study, {**me, "host": "elsewhere", "pid": int(dead.stdout)})  # cannot tell
+    assert recover_interrupted(study) == [n_dead]
+    trial = study.trials[n_dead]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["failure_kind"] == "interrupted"
+    assert recover_interrupted(study) == []
+
+
+def test_rdb_storage_recovers_dead_local_workers_too(tmp_path):
+    storage = resolve_storage(f"sqlite:///{tmp_path / 'x.db'}", "s")
+    study = open_study("s", storage, attrs=ATTRS)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    number = _running(study, {**worker_identity(), "pid": int(dead.stdout)})
+    assert recover_interrupted(study) == [number]
