@@ -27,7 +27,15 @@ from optuna.trial import TrialState
 
 from nlfs.config import build, config_hash, load_toml, resolve_config
 from nlfs.errors import ConfigError, NLFSError
-from nlfs.grid import Cell, Setting, cell_results, enqueue_cells, requeue_interrupted, with_steps
+from nlfs.grid import (
+    Cell,
+    Setting,
+    cell_results,
+    check_names,
+    enqueue_cells,
+    requeue_interrupted,
+    with_steps,
+)
 
 KIND = "eliminate"
 KEPT_ATTR = "kept"
@@ -179,8 +187,10 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
     from nlfs.storage import open_study, recover_interrupted
 
     base = load_profile(config.profile)
-    settings = [Setting(dataclasses.asdict(stage_profile(base, s, i)), split="val")
-                for i, s in enumerate(config.stages)]
+    profiles = [stage_profile(base, s, i) for i, s in enumerate(config.stages)]
+    check_names(models={p.model for p in profiles}, datasets={p.dataset for p in profiles},
+                augments={p.augment for p in profiles})
+    settings = [Setting(dataclasses.asdict(p), split="val") for p in profiles]
     recipe = {**dataclasses.asdict(config), "base": dataclasses.asdict(base),
               "source": source}
     study = open_study(study_name, storage, attrs={

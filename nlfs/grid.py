@@ -117,6 +117,28 @@ class RealEvaluators:
         return evaluator
 
 
+def check_names(*, models: Iterable[str] = (), datasets: Iterable[str] = (),
+                augments: Iterable[str] = ()) -> None:
+    """Fail before any training, listing the known values, on an unknown name.
+
+    Raises:
+        ConfigError: an unknown architecture, dataset or augmentation.
+    """
+    from nlfs.augment import parse_augment
+    from nlfs.data import DATASETS
+    from nlfs.models import model_names
+
+    known = model_names()
+    for model in models:
+        if model not in known:
+            raise ConfigError(f"unknown architecture {model!r}; known: {', '.join(known)}")
+    for dataset in datasets:
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    for augment in augments:
+        parse_augment(augment)
+
+
 def with_steps(profile, steps: int):
     """``profile`` (a dataclass) trained ``steps`` steps, warm-up and give-up point scaled alike."""
     if steps == profile.steps:

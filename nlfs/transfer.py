@@ -26,6 +26,7 @@ from nlfs.grid import (
     Cell,
     Setting,
     cell_results,
+    check_names,
     enqueue_cells,
     requeue_interrupted,
     with_steps,
@@ -182,19 +183,7 @@ def resolve_losses(specs: Sequence[str], storage: Any = None) -> list[LossRef]:
 
 def check_axes(config: TransferConfig) -> None:
     """Fail early, naming the known values, on an unknown architecture, dataset or augment."""
-    from nlfs.augment import parse_augment
-    from nlfs.data import DATASETS
-    from nlfs.models import model_names
-
-    known = model_names()
-    for arch in config.archs:
-        if arch not in known:
-            raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(known)}")
-    for dataset in config.datasets:
-        if dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    for augment in config.augment:
-        parse_augment(augment)
+    check_names(models=config.archs, datasets=config.datasets, augments=config.augment)
 
 
 def base_profile(config: TransferConfig):

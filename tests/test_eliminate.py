@@ -15,10 +15,12 @@ from nlfs.eliminate import (
     open_elimination,
     records,
     run_elimination,
+    stage_profile,
     top_candidates,
 )
 from nlfs.errors import ConfigError
-from nlfs.grid import run_worker
+from nlfs.grid import check_names, run_worker
+from nlfs.profiles import load_profile
 from nlfs.results import EvalResult, State
 from nlfs.storage import open_study, resolve_storage
 
@@ -177,9 +179,22 @@ def test_unknown_stage_key_lists_the_valid_ones(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["eliminate_cpu", "eliminate_paper"])
-def test_shipped_protocols_load(name):
+def test_shipped_protocols_build_valid_stage_profiles(name):
+    """Every stage of the shipped protocols names a known model, dataset and augmentation."""
     config = load_elimination_config(name)
     assert len(config.keep) == len(config.stages)
+    base = load_profile(config.profile)
+    profiles = [stage_profile(base, s, i) for i, s in enumerate(config.stages)]
+    check_names(models=[p.model for p in profiles], datasets=[p.dataset for p in profiles],
+                augments=[p.augment for p in profiles])
+    assert [p.steps for p in profiles] == [s.steps for s in config.stages]
+
+
+def test_unknown_stage_model_fails_before_training(tmp_path, search):
+    path = tmp_path / "e.toml"
+    path.write_text(f"profile = '{NANO}'\ntop = 2\nkeep = [1]\n[[stages]]\nmodel = 'vgg99'\n")
+    with pytest.raises(ConfigError, match="unknown architecture 'vgg99'"):
+        open_elimination("x", search[1], load_elimination_config(path), "s", search[1])
 
 
 def test_paper_protocol_grows_fidelity():
