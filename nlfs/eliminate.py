@@ -25,9 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nlfs.config import build, config_hash, load_toml, resolve_config
-from nlfs.errors import ConfigError, NLFSError
-from nlfs.grid import (
+from nlfs.cells import (
     Cell,
     Setting,
     cell_results,
@@ -36,6 +34,8 @@ from nlfs.grid import (
     requeue_interrupted,
     with_steps,
 )
+from nlfs.config import build, config_hash, load_toml, resolve_config
+from nlfs.errors import ConfigError, NLFSError
 
 KIND = "eliminate"
 KEPT_ATTR = "kept"

@@ -20,9 +20,7 @@ from typing import Any
 
 import optuna
 
-from nlfs.config import build, config_hash, load_toml, resolve_config
-from nlfs.errors import ConfigError
-from nlfs.grid import (
+from nlfs.cells import (
     Cell,
     Setting,
     cell_results,
@@ -31,6 +29,8 @@ from nlfs.grid import (
     requeue_interrupted,
     with_steps,
 )
+from nlfs.config import build, config_hash, load_toml, resolve_config
+from nlfs.errors import ConfigError
 
 KIND = "transfer"
 ALIASES = {"ce": "cross_entropy"}

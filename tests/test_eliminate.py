@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from nlfs.cells import check_names
 from nlfs.eliminate import (
     funnel,
     load_elimination_config,
@@ -19,7 +20,7 @@ from nlfs.eliminate import (
     top_candidates,
 )
 from nlfs.errors import ConfigError
-from nlfs.grid import check_names, run_worker
+from nlfs.grid import run_worker
 from nlfs.profiles import load_profile
 from nlfs.results import EvalResult, State
 from nlfs.storage import open_study, resolve_storage

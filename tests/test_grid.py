@@ -10,16 +10,15 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from nlfs.grid import (
+from nlfs.cells import (
     Cell,
     Setting,
     cell_results,
     enqueue_cells,
     progress_counts,
     requeue_interrupted,
-    run_local,
-    run_worker,
 )
+from nlfs.grid import run_local, run_worker
 from nlfs.results import EvalResult, State
 from nlfs.storage import open_study, resolve_storage
 

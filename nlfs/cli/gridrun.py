@@ -31,7 +31,8 @@ def worker_options(func: Callable) -> Callable:
 def run_cells(study_name: str, storage: str | None, *, workers: int, device: str,
               data_dir: str | None, download: bool, label: str, quiet: bool) -> None:
     """Run the study's waiting cells with ``workers`` local workers behind a progress bar."""
-    from nlfs.grid import progress_counts, run_local
+    from nlfs.cells import progress_counts
+    from nlfs.grid import run_local
 
     if quiet:
         run_local(study_name, storage, workers=workers, device=device, data_dir=data_dir,
