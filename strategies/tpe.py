@@ -1,0 +1,193 @@
+"""Tree-structured Parzen estimator over the space's fixed-length categorical encoding.
+
+Bergstra, Bardenet, Bengio and Kegl, "Algorithms for Hyper-Parameter Optimization", NeurIPS
+2011, through Optuna's ``TPESampler`` (multivariate, constant liar for parallel workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from nlfs.errors import NLFSError
+from nlfs.spaces.base import InvalidGenome
+from nlfs.strategy import Proposal, Strategy, TrialRecord
+
+_INNER_STUDY = "nlfs-tpe"
+
+
+def _params_key(params: Any) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+class _FixedSpaceTPE(optuna.samplers.TPESampler):
+    """TPE told its fixed search space, scoring encodings the space cannot decode as -inf.
+
+    The encoding never changes, and a fresh sampler per ask would otherwise recompute the
+    intersection of all trials' distributions each time (linear in the trials told). Most
+    random points of the ``cell`` encoding are invalid graphs (no path to ``y`` or ``p``,
+    cycles); ruling them out among TPE's ``n_ei_candidates`` costs microseconds each, where a
+    rejected proposal costs a whole new TPE sample. Both hooks are Optuna's sampler methods;
+    the second is internal to TPESampler, so a changed Optuna only loses the speed-up.
+    """
+
+    def __init__(
+        self,
+        space: dict[str, CategoricalDistribution],
+        valid: Callable[[dict[str, Any]], bool],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._fixed = {name: d for name, d in sorted(space.items()) if not d.single()}
+        self._valid = valid
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
+        return dict(self._fixed)
+
+    def _compute_acquisition_func(self, samples, mpe_below, mpe_above) -> np.ndarray:
+        values = np.array(super()._compute_acquisition_func(samples, mpe_below, mpe_above))
+        for i in range(values.size):
+            point = {
+                name: self._fixed[name].to_external_repr(column[i])
+                for name, column in samples.items()
+                if name in self._fixed
+            }
+            if not self._valid(point):
+                values[i] = -np.inf
+        return values
+
+
+class TPEStrategy(Strategy):
+    """TPE over ``space.encoding()``; refuses spaces without one (``tree``).
+
+    The strategy owns an in-memory Optuna study that mirrors the told trials: ok trials are
+    COMPLETE with the fitness as value, failed ones FAIL (TPE ignores them, so a failure is never
+    a fitness). Each ask builds a fresh ``TPESampler`` seeded from the ask's ``(seed, k)``
+    generator, so replaying the told trials reproduces the next ask. An accepted proposal stays
+    RUNNING in the inner study until told, which the constant liar treats as a bad result so
+    parallel asks spread out. A proposal the screen (or the space's decoder) rejects stays
+    RUNNING while the same ask retries, steering TPE away from it, and is then marked FAIL:
+    kept any longer it would make the inner study depend on rejections that are not stored,
+    and replay would no longer reproduce the next ask. Encodings the space cannot decode are
+    ruled out among TPE's candidates before it picks one, so few proposals fail that way.
+
+    Options:
+        n_startup_trials: told ok trials before TPE replaces random sampling (10, Optuna's).
+        n_ei_candidates: candidates TPE scores per proposal (24, Optuna's).
+    """
+
+    name = "tpe"
+    needs_encoding = True
+    defaults = {"n_startup_trials": 10, "n_ei_candidates": 24}
+
+    def __init__(self, space, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        self._require(self.options["n_startup_trials"] >= 0, "n_startup_trials must be >= 0")
+        self._require(self.options["n_ei_candidates"] >= 1, "n_ei_candidates must be >= 1")
+        self._distributions = {
+            spec.name: CategoricalDistribution(list(spec.choices)) for spec in space.encoding()
+        }
+        # Coordinates with one choice are not sampled by TPE; decode still needs them.
+        self._constants = {
+            name: d.choices[0] for name, d in self._distributions.items() if d.single()
+        }
+        self._storage = optuna.storages.InMemoryStorage()
+        # The in-memory storage announces every new study at INFO; this one is private.
+        announcer = logging.getLogger("optuna.storages._in_memory")
+        level = announcer.level
+        announcer.setLevel(logging.WARNING)
+        try:
+            self._study_id = self._storage.create_new_study(
+                directions=[StudyDirection.MAXIMIZE], study_name=_INNER_STUDY
+            )
+        finally:
+            announcer.setLevel(level)
+        self._study: optuna.Study | None = None
+        self._asking: int | None = None  # the k whose proposals are in _trying
+        self._trying: list[tuple[int, dict[str, Any]]] = []  # (inner trial id, params)
+        self._running: dict[tuple, int] = {}  # params of an accepted candidate -> inner trial id
+
+    def _propose(self, rng: random.Random, k: int) -> Proposal:
+        if k != self._asking:
+            self._settle()
+            self._asking = k
+            sampler = _FixedSpaceTPE(
+                self._distributions,
+                self._decodable,
+                seed=rng.getrandbits(32),
+                n_startup_trials=self.options["n_startup_trials"],
+                n_ei_candidates=self.options["n_ei_candidates"],
+                multivariate=True,
+                constant_liar=True,
+            )
+            self._study = optuna.load_study(
+                study_name=_INNER_STUDY, storage=self._storage, sampler=sampler
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            trial = self._study.ask(self._distributions)
+        params = dict(trial.params)
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(
+            self._study_id, trial.number
+        )
+        self._trying.append((trial_id, params))
+        return Proposal(self.space.decode(params), mutation="tpe", params=params)
+
+    def _decodable(self, point: dict[str, Any]) -> bool:
+        """Whether an encoding point decodes to a valid genome."""
+        params = {**self._constants, **point}
+        try:
+            self.space.decode(params)
+        except InvalidGenome:
+            return False
+        return True
+
+    def _settle(self) -> None:
+        """Close the last ask: its rejected proposals become FAIL, its accepted one RUNNING."""
+        if not self._trying:
+            return
+        # Only the last proposal can have been accepted; the runner may have moved ``asked``
+        # since, so compare with what the ask returned.
+        last = self.last_candidate
+        accepted = last is not None and _params_key(last.params) == _params_key(self._trying[-1][1])
+        rejected = self._trying[:-1] if accepted else self._trying
+        for trial_id, _ in rejected:
+            self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        if accepted:
+            trial_id, params = self._trying[-1]
+            self._running[_params_key(params)] = trial_id
+        self._trying = []
+
+    def _observe(self, trial: TrialRecord) -> None:
+        self._settle()
+        params = dict(trial.candidate.params)
+        if set(params) != set(self._distributions):
+            raise NLFSError(
+                f"tpe needs the encoding values of every told trial; trial {trial.number} has "
+                f"{sorted(params)}, expected {sorted(self._distributions)} (was it stored by "
+                "another strategy?)"
+            )
+        state = TrialState.COMPLETE if trial.ok else TrialState.FAIL
+        values = [float(trial.fitness)] if trial.ok else None
+        trial_id = self._running.pop(_params_key(params), None)
+        if trial_id is not None:
+            self._storage.set_trial_state_values(trial_id, state, values)
+            return
+        try:
+            frozen = optuna.trial.create_trial(
+                state=state, params=params, distributions=self._distributions, values=values
+            )
+        except ValueError as exc:
+            raise NLFSError(
+                f"trial {trial.number}'s encoding values do not fit the space: {exc}"
+            ) from exc
+        self._storage.create_new_trial(self._study_id, template_trial=frozen)
