@@ -193,10 +193,15 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return added
 
 
-def progress_counts(study: optuna.Study) -> tuple[int, int, int]:
-    """``(done, failed, total)`` over the study's cells."""
+def progress_counts(study: optuna.Study,
+                    where: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+    """``(done, failed, total)`` over the study's cells (those whose attributes match ``where``,
+    e.g. ``{"stage": 1}``)."""
     grouped = cell_trials(study.get_trials(deepcopy=False))
+    where = where or {}
     done = failed = 0
+    grouped = {cell: trials for cell, trials in grouped.items()
+               if all(trials[0].user_attrs.get(k) == v for k, v in where.items())}
     for trials in grouped.values():
         trial = result_trial(trials)
         if trial is not None:

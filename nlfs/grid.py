@@ -226,6 +226,8 @@ def run_local(study_name: str, storage: str | None, *, workers: int = 1, device:
     resolved = resolve_storage(storage, study_name)
     study = optuna.load_study(study_name=study_name, storage=resolved)
     if workers == 1:
+        if on_progress is not None:
+            on_progress(study)
         run_worker(study_name, resolved, device=device, data_dir=data_dir, download=download,
                    recover=False, evaluator_factory=evaluator_factory,
                    on_cell=None if on_progress is None else (lambda _: on_progress(study)))

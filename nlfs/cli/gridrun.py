@@ -28,9 +28,20 @@ def worker_options(func: Callable) -> Callable:
     return func
 
 
+def quiet_optuna() -> None:
+    """Keep Optuna's per-study info lines out of the command's output."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def run_cells(study_name: str, storage: str | None, *, workers: int, device: str,
-              data_dir: str | None, download: bool, label: str, quiet: bool) -> None:
-    """Run the study's waiting cells with ``workers`` local workers behind a progress bar."""
+              data_dir: str | None, download: bool, label: str, quiet: bool,
+              where: dict | None = None) -> None:
+    """Run the study's waiting cells with ``workers`` local workers behind a progress bar.
+
+    The bar counts the cells whose attributes match ``where`` (all cells when None).
+    """
     from nlfs.cells import progress_counts
     from nlfs.grid import run_local
 
@@ -44,7 +55,7 @@ def run_cells(study_name: str, storage: str | None, *, workers: int, device: str
         task = progress.add_task(label, total=None, failed=0)
 
         def update(study) -> None:
-            done, failed, total = progress_counts(study)
+            done, failed, total = progress_counts(study, where)
             progress.update(task, completed=done, total=total, failed=failed)
 
         run_local(study_name, storage, workers=workers, device=device, data_dir=data_dir,

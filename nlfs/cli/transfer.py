@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from nlfs.cli.common import console, echo_json, json_option
-from nlfs.cli.gridrun import fmt_acc, run_cells, worker_options
+from nlfs.cli.gridrun import fmt_acc, quiet_optuna, run_cells, worker_options
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -50,6 +50,7 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
         summary,
     )
 
+    quiet_optuna()
     config = load_transfer_config(config_name)
     overrides = {"losses": _split(losses), "archs": _split(archs),
                  "datasets": _split(datasets), "augment": _split(augment), "seeds": seeds,
@@ -79,7 +80,8 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
 def _print_summary(rows) -> None:
     table = Table(title="Final test accuracy (mean ± std over seeds; best per setting in bold)")
     for name in ("arch", "dataset", "augment", "loss", "accuracy", "runs", "failed"):
-        table.add_column(name, justify="right" if name in ("runs", "failed") else "left")
+        table.add_column(name, justify="right" if name in ("runs", "failed") else "left",
+                         no_wrap=name == "accuracy")
     best: dict[tuple, float] = {}
     for row in rows:
         key = (row["arch"], row["dataset"], row["augment"])
