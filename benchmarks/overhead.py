@@ -58,7 +58,7 @@ def fill(study: optuna.Study, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     now = datetime.now(tz=UTC)
     trials = []
-    for number in range(n):
+    for _ in range(n):
         genome = space.sample(rng)
         expression = space.canonical(genome)
         attrs = {

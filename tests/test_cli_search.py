@@ -42,6 +42,8 @@ def test_rerunning_the_same_command_resumes_and_finishes_at_once(searched):
     again = runner.invoke(cli, args, catch_exceptions=False)
     assert again.exit_code == 0
     assert json.loads(again.stdout)["counts"] == summary["counts"]
+    table = runner.invoke(cli, args[:-1], catch_exceptions=False)  # without --json
+    assert "best losses of s" in table.stdout and "2/2 evaluated" in table.stdout
 
 
 def test_a_different_config_for_the_study_is_refused(searched):
@@ -84,6 +86,19 @@ def test_worker_joins_a_finished_search_and_stops(searched):
     result = runner.invoke(cli, ["worker", "--study", "s", "--storage", str(journal), "--json"],
                            catch_exceptions=False)
     assert json.loads(result.stdout)["counts"] == summary["counts"]
+
+
+def test_worker_hands_studies_of_other_kinds_to_the_grid_runner(tmp_path, monkeypatch):
+    from nlfs.storage import open_study, resolve_storage
+
+    journal = str(tmp_path / "grid.journal")
+    open_study("g", resolve_storage(journal, "g"), attrs={"kind": "transfer"})
+    calls = []
+    monkeypatch.setattr("nlfs.grid.run_worker", lambda *a, **k: calls.append((a, k)))
+    result = CliRunner().invoke(cli, ["worker", "--study", "g", "--storage", journal,
+                                      "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert len(calls) == 1 and calls[0][0][0] == "g" and calls[0][1]["device"] == "cpu"
 
 
 def test_unknown_study_is_an_error_for_people(tmp_path):
