@@ -25,6 +25,7 @@ screening and retries, history. Strategies are found through the entry-point gro
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -109,7 +110,8 @@ class TrialRecord:
         """True when the trial has a usable fitness: state ok and a finite number."""
         return (
             self.state is State.OK
-            and isinstance(self.fitness, int | float)
+            and isinstance(self.fitness, numbers.Real)
+            and not isinstance(self.fitness, bool)
             and math.isfinite(self.fitness)
         )
 

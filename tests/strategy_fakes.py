@@ -26,12 +26,12 @@ GOOD_OPS = frozenset({"sqrt", "tanh", "softplus", "sub", "erf", "atan", "sigmoid
 
 
 def synthetic_fitness(expression: str) -> float:
-    """0.7 if the outermost operator is in GOOD_OPS, plus 0.3 times the share of GOOD_OPS among
-    all operators, plus a tiny key-derived jitter (ties are rare)."""
+    """1 if the outermost operator is in GOOD_OPS, plus 0.1 times the share of GOOD_OPS among
+    all operators, plus a tiny key-derived jitter (so ties are rare)."""
     ops = re.findall(r"([a-z][a-z0-9_]*)\(", expression)
     share = sum(op in GOOD_OPS for op in ops) / max(len(ops), 1)
     jitter = int(expression_key(expression)[:6], 16) / 16**6 * 1e-3
-    return 0.7 * (bool(ops) and ops[0] in GOOD_OPS) + 0.3 * share + jitter
+    return float(bool(ops) and ops[0] in GOOD_OPS) + 0.1 * share + jitter
 
 
 def synthetic_trial(number: int, candidate: Candidate, failures: bool = True) -> TrialRecord:

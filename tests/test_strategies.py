@@ -167,18 +167,19 @@ def test_tpe_needs_stored_params():
 def test_tpe_beats_random_on_structured_objective():
     """On a learnable synthetic objective TPE's later trials beat random search's on average.
 
-    Fitness is the share of rewarded operators in the expression; per seed we compare the mean
-    fitness of trials 20..35 (after TPE's start-up) and require a clear margin on average.
+    Fitness is mostly whether the outermost operator (the cell's root node) is a rewarded one.
+    Per seed we compare the mean fitness of trials 25..49. Measured over seeds 0..7 the margin
+    was 0.17 to 0.53 per seed (mean 0.32), so requiring 0.1 on the mean of four is robust.
     """
     margins = []
-    for seed in (0, 1, 2):
+    for seed in range(4):
         means = []
-        for cls, options in ((TPEStrategy, {"n_startup_trials": 8}), (RandomSearch, {})):
+        for cls, options in ((TPEStrategy, {"n_startup_trials": 5}), (RandomSearch, {})):
             strategy = cls(make_space("cell"), seed=seed, screen=make_screen(), **options)
-            records = drive(strategy, 36, failures=False)
-            means.append(statistics.fmean(r.fitness for r in records[20:]))
+            records = drive(strategy, 50, failures=False)
+            means.append(statistics.fmean(r.fitness for r in records[25:]))
         margins.append(means[0] - means[1])
-    assert statistics.fmean(margins) > 0.05, margins
+    assert statistics.fmean(margins) > 0.1, margins
 
 
 # --- base class bookkeeping -----------------------------------------------------------------
