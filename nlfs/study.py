@@ -17,8 +17,8 @@ apart). One worker's loop:
 4. The candidate: first any interrupted trial's candidate not yet re-evaluated (claimed through
    the ``retry_of`` attribute of the new trial), else ``strategy.ask`` with ``asked`` set to
    the trial number, so the k-th ask's randomness is that of trial k on every worker and on
-   resume. A key that a lower-numbered trial took meanwhile (a race between workers) is asked
-   again; the screen now knows it.
+   resume. A key another running or finished trial took meanwhile (a race between workers) is
+   asked again; the screen now knows it.
 5. Write the candidate's attributes, evaluate with ``EvalRequest(loss, eval_seed)`` (phase
    ``seed`` candidates use ``seed_profile`` when the config names one), write the outcome and
    tell Optuna: a value only for state ok, FAIL otherwise.
@@ -215,9 +215,12 @@ class SearchWorker:
             candidate = self.strategy.ask(1)[0]
             self._report_rejections()
             self._write_candidate(trial_id, candidate)
-            self._sync()  # did a concurrent worker take the same key first?
-            if self.cache.key_owner.get(candidate.key, number) >= number:
+            self._sync()  # did a concurrent worker write the same key meanwhile?
+            if self.cache.key_holders.get(candidate.key, set()) <= {number}:
                 return candidate
+            # Both racers may yield here (each sees the other); that costs an ask, never a
+            # duplicate evaluation. The re-ask draws from the same (seed, k) stream, but the
+            # screen now knows the taken key, so it moves on to the next proposal.
         raise NLFSError(
             f"trial {number}: the strategy kept proposing candidates other workers already took"
         )

@@ -85,7 +85,8 @@ class TrialCache:
     Attributes:
         trials: trial number -> latest known FrozenTrial.
         counted: how many trials use budget (running, ok, failed).
-        key_owner: canonical key -> lowest number of a trial that evaluates (or evaluated) it.
+        key_holders: canonical key -> numbers of budget-using trials that carry it (more than
+            one means two workers raced to the same candidate).
     """
 
     def __init__(self, study: optuna.Study) -> None:
@@ -94,7 +95,7 @@ class TrialCache:
         self._study_id = study._study_id
         self.trials: dict[int, FrozenTrial] = {}
         self.counted = 0
-        self.key_owner: dict[str, int] = {}
+        self.key_holders: dict[str, set[int]] = {}
         self.kinds: Counter[str] = Counter()  # classify() of every trial
         self.best: FrozenTrial | None = None  # the completed trial of highest value
         self._retried: set[int] = set()
@@ -119,10 +120,10 @@ class TrialCache:
         attrs = trial.user_attrs
         had_candidate = old is not None and "key" in old.user_attrs
         has_candidate = "key" in attrs
-        if has_candidate and trial.user_attrs.get("failure_kind") not in NOT_COUNTED:
-            owner = self.key_owner.get(attrs["key"])
-            if owner is None or trial.number < owner:
-                self.key_owner[attrs["key"]] = trial.number
+        if had_candidate:
+            self.key_holders.get(old.user_attrs["key"], set()).discard(trial.number)
+        if has_candidate and counts_toward_budget(trial):
+            self.key_holders.setdefault(attrs["key"], set()).add(trial.number)
         retry_of = attrs.get("retry_of")
         if retry_of is not None:
             self._retried.add(retry_of)
