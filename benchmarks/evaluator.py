@@ -3,7 +3,8 @@
 Measured, not asserted (issue 3): for each profile and torch thread count, one warm-up
 candidate (it pays one-off kernel set-up; reported apart), then ``--candidates`` seeds; prints
 the median seconds per candidate and evaluations per hour beside the targets (micro 3 s, quick
-60 s on a 2-core CPU) and the machine's load average, since the CPU may be shared.
+60 s on a 2-core CPU), the CPU seconds per candidate and the machine's load average, since the
+CPU may be shared (then wall seconds grow but CPU seconds do not).
 
 Usage::
 
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import os
 import statistics
+import time
 
 import torch
 
@@ -35,7 +37,9 @@ def measure(profile_name: str, threads: int, candidates: int) -> None:
     evaluator = Evaluator(profile, device="cpu")
     loss = get_loss("cross_entropy")
     warm = evaluator.evaluate([EvalRequest(loss, 10_000)])[0]
+    cpu_start = time.process_time()
     results = evaluator.evaluate([EvalRequest(loss, seed) for seed in range(candidates)])
+    cpu = (time.process_time() - cpu_start) / candidates
     seconds = [r.seconds for r in results]
     accs = [r.best_acc for r in results if r.best_acc is not None]
     median = statistics.median(seconds)
@@ -45,6 +49,9 @@ def measure(profile_name: str, threads: int, candidates: int) -> None:
           f"-> {3600 / median:7.0f} evaluations/hour; target "
           f"{'-' if target is None else f'{target:.0f} s'}; best acc "
           f"{min(accs):.3f}-{max(accs):.3f}; states {sorted({r.state.value for r in results})}")
+    # CPU seconds do not grow when other processes share the cores (wall seconds do); with
+    # one thread they are the wall time the candidate would take on an idle core.
+    print(f"{'':<6} threads {threads}: {cpu:6.2f} CPU seconds per candidate (all threads)")
 
 
 def main() -> None:

@@ -164,6 +164,7 @@ class Augmenter:
                  policy_groups: int = 8, cutout_size: int = 8, mix_alpha: float = 1.0) -> None:
         self.names = parse_augment(spec)
         self.mean, self.std = mean, std
+        self._stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.resolution = resolution
         self.policy_groups = policy_groups
         self.cutout_size = cutout_size
@@ -212,6 +213,9 @@ class Augmenter:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype)[None, :, None, None]
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype)[None, :, None, None]
+        key = (x.device, x.dtype)
+        if key not in self._stats:  # built once per device: no host-to-device copy per batch
+            self._stats[key] = tuple(torch.tensor(v, device=x.device, dtype=x.dtype)
+                                     [None, :, None, None] for v in (self.mean, self.std))
+        mean, std = self._stats[key]
         return (x - mean) / std
