@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import random
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from search_fakes import FakeFactory
 
 from nlfs.compile import ExpressionLoss
@@ -16,6 +22,7 @@ from nlfs.errors import ConfigError
 from nlfs.export import TORCH_CODE, class_name, export_source, latex_formula, write_module
 from nlfs.operators import BINARY_NAMES, OPERATORS, UNARY_NAMES
 from nlfs.search_config import SearchConfig
+from nlfs.spaces import get_space
 from nlfs.storage import resolve_storage
 from nlfs.workers import run_search
 
@@ -122,3 +129,31 @@ def test_latex_format_and_bad_requests():
         export_source("mul(y, p)", 0.5)
     with pytest.raises(ConfigError, match=r"\.py"):
         write_module("/tmp/loss.txt", "mul(y, p)", 1.0)
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), space=st.sampled_from(["tree", "cell"]),
+       sign=st.sampled_from([1.0, -1.0]))
+def test_exported_code_equals_the_compiled_loss_on_random_expressions(seed, space, sign):
+    """Code generation follows compile_elementwise's evaluation order for any expression."""
+    rng = random.Random(seed)
+    expression = get_space(space).canonical(get_space(space).sample(rng))
+    gen = torch.Generator().manual_seed(seed % 2**31)
+    logits = torch.randn(16, 5, generator=gen) * 6.0
+    target = torch.randint(0, 5, (16,), generator=gen)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_module(Path(tmp) / f"loss_{seed}.py", expression, sign)
+        exported = _import(path)
+        cls = getattr(exported, class_name(path.stem))
+        torch.testing.assert_close(
+            cls(reduction="none")(logits, target),
+            ExpressionLoss(expression, sign=sign)(logits, target, reduction="none"),
+            rtol=1e-6, atol=0, msg=expression,
+        )

@@ -203,3 +203,17 @@ def test_screen_rejections_are_counted_per_study(tmp_path):
     rejections = load(tmp_path / "j").user_attrs["rejections"]
     assert sum(rejections.values()) > 0
     assert all(isinstance(v, int) and v > 0 for v in rejections.values())
+
+
+@pytest.mark.parametrize("name", ["default", "paper", "quick", "ci"])
+def test_every_shipped_search_config_loads_and_builds_its_strategy(name):
+    from nlfs.profiles import load_profile
+    from nlfs.search_config import load_search_config
+    from nlfs.spaces import get_space
+    from nlfs.strategy import get_strategy
+
+    cfg = load_search_config(name)
+    load_profile(cfg.profile)
+    if cfg.seed_profile:
+        load_profile(cfg.seed_profile)
+    get_strategy(cfg.strategy)(get_space(cfg.space), seed=cfg.seed, **cfg.strategy_options)
