@@ -108,6 +108,31 @@ def with_steps(profile, steps: int):
         give_up_after=None if give_up is None else max(1, round(give_up * scale)))
 
 
+def load_existing_study(study_name: str, storage: Any) -> optuna.Study:
+    """Load a study that must already exist, without creating a journal file for a typo.
+
+    ``storage`` is a URL or journal path (None: ``runs/<study>.journal``) or a storage object.
+
+    Raises:
+        ConfigError: no such study (for the default storage: no ``runs/<study>.journal``).
+    """
+    from pathlib import Path
+
+    from nlfs.storage import resolve_storage
+
+    if storage is None and not (Path("runs") / f"{study_name}.journal").is_file():
+        raise ConfigError(f"no study named {study_name!r}: runs/{study_name}.journal does not "
+                          "exist (pass --storage where it was stored)")
+    if storage is None or isinstance(storage, str):
+        storage = resolve_storage(storage, study_name)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        from nlfs.storage import storage_label
+
+        raise ConfigError(f"no study named {study_name!r} in {storage_label(storage)}") from None
+
+
 # ---------------------------------------------------------------- bookkeeping
 
 

@@ -31,6 +31,7 @@ from nlfs.cells import (
     cell_results,
     check_names,
     enqueue_cells,
+    load_existing_study,
     requeue_interrupted,
     with_steps,
 )
@@ -176,7 +177,7 @@ def decide(study: optuna.Study, index: int, pool: Sequence[Candidate],
 
 
 def open_elimination(study_name: str, storage, config: EliminationConfig, source: str,
-                     source_storage, *, recover: bool = True
+                     source_storage: str | None, *, recover: bool = True
                      ) -> tuple[optuna.Study, list[Setting], list[Candidate]]:
     """Open or resume the elimination study; returns it, its stage settings and its pool.
 
@@ -198,11 +199,7 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
         "settings": {s.id: s.to_attr() for s in settings}})
     stored = study.user_attrs.get("candidates")
     if stored is None:
-        try:
-            src = optuna.load_study(study_name=source, storage=source_storage)
-        except KeyError:
-            raise ConfigError(f"no search study named {source!r} in that storage") from None
-        pool = top_candidates(src, config.top)
+        pool = top_candidates(load_existing_study(source, source_storage), config.top)
         if not pool:
             raise ConfigError(f"study {source!r} has no completed candidate to eliminate")
         study.set_user_attr("candidates", [dataclasses.asdict(c) for c in pool])

@@ -26,6 +26,7 @@ from nlfs.cells import (
     cell_results,
     check_names,
     enqueue_cells,
+    load_existing_study,
     requeue_interrupted,
     with_steps,
 )
@@ -111,18 +112,15 @@ class LossRef:
     sign: float | None = None
 
 
-def _load_source(study_name: str, storage: Any) -> optuna.Study:
-    from nlfs.storage import resolve_storage
-
-    tried = [storage] if storage is not None else []
-    for candidate in [*tried, None]:
+def _load_source(study_name: str, storage: str | None) -> optuna.Study:
+    """The study named in ``STUDY:TRIAL``: in ``storage`` if given, else (or then) its default
+    journal ``runs/STUDY.journal``."""
+    if storage is not None:
         try:
-            return optuna.load_study(study_name=study_name,
-                                     storage=resolve_storage(candidate, study_name))
-        except KeyError:
-            continue
-    where = f"{storage} or runs/{study_name}.journal" if storage else f"runs/{study_name}.journal"
-    raise ConfigError(f"no study named {study_name!r} in {where}")
+            return load_existing_study(study_name, storage)
+        except ConfigError:
+            pass
+    return load_existing_study(study_name, None)
 
 
 def _trial_loss(spec: str, storage: Any) -> LossRef:

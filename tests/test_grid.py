@@ -221,3 +221,16 @@ def test_local_worker_processes_finish_the_grid(grid):
     assert len(trials) == len(cells)
     assert all(t.state is TrialState.COMPLETE for t in trials)
     assert seen[-1] == (len(cells), 0, len(cells))
+
+
+def test_unbuildable_loss_is_an_error_result(grid):
+    """A cell whose loss cannot be built is recorded as failure kind ``error``, not retried."""
+    path, _, study = grid
+    setting = Setting({"name": "s"}, split="val")
+    enqueue_cells(study, [Cell("bad", setting, "mul(y, lg(p))", 0, 1.0, {"loss": "bad"})])
+    assert run_worker("g", path, evaluator_factory=CountingFactory()) == 1
+    trial = study.get_trials()[0]
+    assert trial.state is TrialState.FAIL
+    assert trial.user_attrs["failure_kind"] == "error"
+    assert "lg" in trial.user_attrs["message"]
+    assert requeue_interrupted(study) == 0

@@ -8,6 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
@@ -29,6 +31,7 @@ from nlfs.transfer import (
 )
 
 NANO_GRID = Path(__file__).parent / "profiles" / "nano_transfer.toml"
+_MICRO = base_profile(TransferConfig(profile="micro"))
 
 
 @pytest.fixture
@@ -184,3 +187,31 @@ def test_rerun_enqueues_only_missing_cells_and_extends(tmp_path):
     assert table["ce"]["mean"] == pytest.approx(0.5) and table["ce"]["runs"] == 3
     with pytest.raises(ConfigError, match="another config"):
         prepare("t", storage, dataclasses.replace(config, steps=13), refs)
+
+
+def test_missing_source_study_creates_no_journal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="runs/ghost.journal does not exist"):
+        resolve_losses(["ghost:3"])
+    assert not (tmp_path / "runs" / "ghost.journal").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_losses=st.integers(1, 4), n_archs=st.integers(1, 3), n_aug=st.integers(1, 3),
+       seeds=st.integers(1, 4), first=st.integers(0, 100))
+def test_every_grid_is_complete_and_paired(n_losses, n_archs, n_aug, seeds, first):
+    """Any grid has one cell per combination, and each (setting, seed) holds every loss."""
+    from nlfs.transfer import LossRef
+
+    refs = [LossRef(f"l{i}", "cross_entropy") for i in range(n_losses)]
+    config = TransferConfig(losses=tuple(r.label for r in refs),
+                            archs=("tiny_cnn", "small_cnn", "resnet18")[:n_archs],
+                            augment=("none", "flipcrop", "cutout")[:n_aug], seeds=seeds,
+                            first_seed=first, profile="micro", steps=10)
+    cells = plan_cells(config, refs, _MICRO)
+    assert len({c.id for c in cells}) == len(cells) == n_losses * n_archs * n_aug * seeds
+    pairs: dict[tuple, list] = {}
+    for cell in cells:
+        pairs.setdefault((cell.setting.id, cell.seed), []).append(cell.attrs["loss"])
+    assert {seed for _, seed in pairs} == set(range(first, first + seeds))
+    assert all(sorted(losses) == sorted(config.losses) for losses in pairs.values())

@@ -36,6 +36,7 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
     Each stage re-trains the surviving candidates with its profile variant and keeps the best
     by that stage's fitness. Rerun to resume: finished stages are not re-run.
     """
+    from nlfs.cells import load_existing_study
     from nlfs.eliminate import (
         load_elimination_config,
         open_elimination,
@@ -47,9 +48,9 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
     quiet_optuna()
     config = load_elimination_config(stages_name, top=top, keep=_counts(keep))
     out_study = out_study or f"{source}-eliminate"
+    load_existing_study(source, storage)  # a typo fails before the results study is created
     resolved = resolve_storage(storage, out_study)
-    study, settings, pool = open_elimination(out_study, resolved, config, source,
-                                             resolve_storage(storage, source))
+    study, settings, pool = open_elimination(out_study, resolved, config, source, storage)
     if not as_json:
         console.print(f"elimination study [bold]{out_study}[/] in {storage_label(resolved)}: "
                       f"{len(pool)} candidates of {source!r}, keep "
