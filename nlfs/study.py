@@ -199,7 +199,7 @@ class SearchWorker:
             )
             self.study.tell(number, state=TrialState.FAIL)
             return None
-        if retry_of is not None and self.cache.retry_owner.get(retry_of) != number:
+        if retry_of is not None and self.cache.retry_owner(retry_of) != number:
             retry_of = None  # a lower-numbered trial claimed the same retry first
             self._storage.set_trial_user_attr(trial_id, "retry_of", None)
         return trial_id, number, retry_of

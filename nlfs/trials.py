@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.results import State
-from nlfs.storage import NOT_COUNTED
+from nlfs.storage import NOT_COUNTED, SURPLUS
 from nlfs.strategy import Candidate, TrialRecord
 
 
@@ -98,8 +98,7 @@ class TrialCache:
         self.key_holders: dict[str, set[int]] = {}
         self.kinds: Counter[str] = Counter()  # classify() of every trial
         self.best: FrozenTrial | None = None  # the completed trial of highest value
-        self._retried: set[int] = set()
-        self.retry_owner: dict[int, int] = {}  # interrupted number -> lowest retrying trial
+        self._claims: dict[int, set[int]] = {}  # interrupted number -> trials re-running it
         self._interrupted: set[int] = set()  # interrupted trials that carry a candidate
         self._open: set[int] = set()  # not finished, or without a candidate yet
         self._next = 0
@@ -124,11 +123,11 @@ class TrialCache:
             self.key_holders.get(old.user_attrs["key"], set()).discard(trial.number)
         if has_candidate and counts_toward_budget(trial):
             self.key_holders.setdefault(attrs["key"], set()).add(trial.number)
-        retry_of = attrs.get("retry_of")
-        if retry_of is not None:
-            self._retried.add(retry_of)
-            if self.retry_owner.get(retry_of, trial.number) >= trial.number:
-                self.retry_owner[retry_of] = trial.number
+        if old is not None and old.user_attrs.get("retry_of") is not None:
+            self._claims.get(old.user_attrs["retry_of"], set()).discard(trial.number)
+        # A surplus reservation gives its claim back, so the candidate is still re-run later.
+        if attrs.get("retry_of") is not None and classify(trial) != SURPLUS:
+            self._claims.setdefault(attrs["retry_of"], set()).add(trial.number)
         if attrs.get("failure_kind") == "interrupted" and "genome" in attrs:
             self._interrupted.add(trial.number)
         if trial.state.is_finished() and has_candidate:
@@ -196,7 +195,12 @@ class TrialCache:
 
     def pending_retries(self) -> list[int]:
         """Interrupted trials with a candidate that no other trial has re-evaluated yet."""
-        return sorted(self._interrupted - self._retried)
+        return sorted(n for n in self._interrupted if not self._claims.get(n))
+
+    def retry_owner(self, interrupted: int) -> int | None:
+        """The lowest-numbered trial that claims to re-run trial ``interrupted``."""
+        claims = self._claims.get(interrupted)
+        return min(claims) if claims else None
 
     def counted_up_to(self, number: int) -> int:
         """How many budget-using trials have a number up to and including ``number``.

@@ -217,3 +217,23 @@ def test_every_shipped_search_config_loads_and_builds_its_strategy(name):
     if cfg.seed_profile:
         load_profile(cfg.seed_profile)
     get_strategy(cfg.strategy)(get_space(cfg.space), seed=cfg.seed, **cfg.strategy_options)
+
+
+def test_a_reservation_past_the_shared_budget_is_surplus_and_uses_no_budget(tmp_path):
+    """Two workers reserving the last slot at once: the later one steps back (never evaluated)."""
+    path = str(tmp_path / "j")
+    cfg = config(budget=1)
+    study = open_study("s", resolve_storage(path, "s"), attrs=study_attrs(cfg))
+    first, second = (SearchWorker(load(path), cfg, evaluator_factory=FakeFactory())
+                     for _ in range(2))
+    first.start()
+    second.start()
+    reserved = first._reserve()
+    assert reserved is not None and second._reserve() is None
+    first._run_trial(*reserved)
+    trials = load(path).trials
+    assert trials[0].user_attrs["failure_kind"] in (None, "nan")  # evaluated
+    assert trials[1].user_attrs["failure_kind"] == "surplus"
+    assert trials[1].state == TrialState.FAIL and "key" not in trials[1].user_attrs
+    assert len(counted(study)) == 1
+    assert second.run() == 0, "the budget is used: nothing more to do"
