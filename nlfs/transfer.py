@@ -229,7 +229,8 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     """Open (or resume) the transfer study and enqueue the missing cells.
 
     Returns:
-        The study, the number of cells in this grid, and how many were enqueued now.
+        The study, the number of cells in this grid, and how many of them are still to run
+        (enqueued now, or waiting from an earlier run, or re-queued after an interruption).
     """
     from nlfs.storage import open_study, recover_interrupted
 
@@ -243,7 +244,9 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
         recover_interrupted(study)
         requeue_interrupted(study)
     cells = plan_cells(config, losses, base)
-    return study, len(cells), enqueue_cells(study, cells)
+    enqueue_cells(study, cells)
+    done = cell_results(study)
+    return study, len(cells), sum(c.id not in done for c in cells)
 
 
 RESULT_KEYS = ("loss", "arch", "dataset", "augment", "seed", "best_acc", "final_acc", "seconds",

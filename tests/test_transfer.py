@@ -176,7 +176,8 @@ def test_rerun_enqueues_only_missing_cells_and_extends(tmp_path):
     study, total, added = prepare("t", storage, config, refs)
     assert total == added == 4
     run_worker("t", path, evaluator_factory=FakeTestEvaluator, max_cells=1)
-    assert prepare("t", storage, config, refs)[2] == 0
+    assert prepare("t", storage, config, refs)[2] == 3
+    assert len(study.get_trials()) == 4  # nothing was enqueued twice
     run_worker("t", path, evaluator_factory=FakeTestEvaluator)
     more = dataclasses.replace(config, seeds=3)
     assert prepare("t", storage, more, refs)[1:] == (6, 2)
