@@ -168,7 +168,8 @@ class Evaluator:
         with torch.random.fork_rng(devices=cuda):
             torch.default_generator.manual_seed(seeds["dropout"])
             if cuda:
-                torch.cuda.manual_seed(seeds["dropout"])
+                with torch.cuda.device(self.device):  # the evaluator's GPU, not the current one
+                    torch.cuda.manual_seed(seeds["dropout"])
             return train(model, forward, loss, split, augmenter, self.profile,
                          data_gen=generator("data"), aug_gen=generator("augment"),
                          deadline=deadline)
