@@ -267,11 +267,19 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Final, not best: picking the best epoch on the test set would be selection on test data.
     """
     groups: dict[tuple, list] = {}
+    settings: dict[tuple, int] = {}
+    losses: dict[str, int] = {}
     for row in rows:
-        key = (row["arch"], row["dataset"], row["augment"], row["loss"])
-        groups.setdefault(key, []).append(row)
+        setting = (row["arch"], row["dataset"], row["augment"])
+        settings.setdefault(setting, len(settings))
+        losses.setdefault(row["loss"], len(losses))
+        groups.setdefault((*setting, row["loss"]), []).append(row)
+    # Rows by setting, then loss, each in order of first appearance (a grid extended with a
+    # new loss later still lists it with its settings).
+    order = sorted(groups, key=lambda k: (settings[k[:3]], losses[k[3]]))
     out = []
-    for (arch, dataset, augment, loss), members in groups.items():
+    for arch, dataset, augment, loss in order:
+        members = groups[(arch, dataset, augment, loss)]
         accs = [r["final_acc"] for r in members
                 if r["failure_kind"] is None and r["final_acc"] is not None]
         mean = sum(accs) / len(accs) if accs else None
