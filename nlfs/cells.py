@@ -108,6 +108,20 @@ def with_steps(profile, steps: int):
         give_up_after=None if give_up is None else max(1, round(give_up * scale)))
 
 
+def load_grid_table(path) -> dict[str, Any]:
+    """Read a grid or protocol TOML file; a relative ``profile`` path is made relative to it
+    (so a file can name a profile beside it, whatever the working directory)."""
+    from pathlib import Path
+
+    from nlfs.config import load_toml
+
+    table = dict(load_toml(path))
+    profile = table.get("profile")
+    if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
+        table["profile"] = str(Path(path).parent / profile)
+    return table
+
+
 def load_existing_study(study_name: str, storage: Any) -> optuna.Study:
     """Load a study that must already exist, without creating a journal file for a typo.
 

@@ -19,7 +19,6 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -32,10 +31,11 @@ from nlfs.cells import (
     check_names,
     enqueue_cells,
     load_existing_study,
+    load_grid_table,
     requeue_interrupted,
     with_steps,
 )
-from nlfs.config import build, config_hash, load_toml, resolve_config
+from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError, NLFSError
 
 KIND = "eliminate"
@@ -98,10 +98,7 @@ def load_elimination_config(name_or_path: str | os.PathLike, *, top: int | None 
                             keep: Sequence[int] | None = None) -> EliminationConfig:
     """Load a protocol by name (``eliminate_cpu``) or path, with ``--top``/``--keep`` applied."""
     path = resolve_config(name_or_path)
-    table = dict(load_toml(path))
-    profile = table.get("profile")
-    if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
-        table["profile"] = str(path.parent / profile)
+    table = load_grid_table(path)
     if top is not None:
         table["top"] = top
     if keep is not None:

@@ -15,7 +15,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,10 +26,11 @@ from nlfs.cells import (
     check_names,
     enqueue_cells,
     load_existing_study,
+    load_grid_table,
     requeue_interrupted,
     with_steps,
 )
-from nlfs.config import build, config_hash, load_toml, resolve_config
+from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError
 
 KIND = "transfer"
@@ -96,10 +96,7 @@ def load_transfer_config(name_or_path: str | os.PathLike) -> TransferConfig:
     A relative ``profile`` path is taken relative to the grid file.
     """
     path = resolve_config(name_or_path)
-    table = dict(load_toml(path))
-    profile = table.get("profile")
-    if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
-        table["profile"] = str(path.parent / profile)
+    table = load_grid_table(path)
     return build(TransferConfig, table, where=f"transfer config {path.name}")
 
 
