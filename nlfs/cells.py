@@ -108,6 +108,12 @@ def with_steps(profile, steps: int):
         give_up_after=None if give_up is None else max(1, round(give_up * scale)))
 
 
+def as_stored(data: Any) -> Any:
+    """``data`` as it reads back from a study attribute (tuples become lists), so a stored
+    config compares equal to the same config built now."""
+    return json.loads(json.dumps(data, default=str))
+
+
 def load_grid_table(path) -> dict[str, Any]:
     """Read a grid or protocol TOML file; a relative ``profile`` path is made relative to it
     (so a file can name a profile beside it, whatever the working directory)."""

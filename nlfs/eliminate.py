@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from nlfs.cells import (
     Cell,
     Setting,
+    as_stored,
     cell_results,
     check_names,
     enqueue_cells,
@@ -189,8 +190,8 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
     check_names(models={p.model for p in profiles}, datasets={p.dataset for p in profiles},
                 augments={p.augment for p in profiles})
     settings = [Setting(dataclasses.asdict(p), split="val") for p in profiles]
-    recipe = {**dataclasses.asdict(config), "base": dataclasses.asdict(base),
-              "source": source}
+    recipe = as_stored({**dataclasses.asdict(config), "base": dataclasses.asdict(base),
+                        "source": source})
     study = open_study(study_name, storage, attrs={
         "kind": KIND, "source": source, "config": recipe, "config_hash": config_hash(recipe),
         "settings": {s.id: s.to_attr() for s in settings}})

@@ -22,6 +22,7 @@ import optuna
 from nlfs.cells import (
     Cell,
     Setting,
+    as_stored,
     cell_results,
     check_names,
     enqueue_cells,
@@ -232,9 +233,10 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     from nlfs.storage import open_study, recover_interrupted
 
     base = base_profile(config)
-    recipe = {"profile": dataclasses.asdict(base), "steps": config.steps,
-              "epochs": config.epochs}
-    grid = {**dataclasses.asdict(config), "losses": [dataclasses.asdict(r) for r in losses]}
+    recipe = as_stored({"profile": dataclasses.asdict(base), "steps": config.steps,
+                        "epochs": config.epochs})
+    grid = as_stored({**dataclasses.asdict(config),
+                      "losses": [dataclasses.asdict(r) for r in losses]})
     study = open_study(study_name, storage, attrs={
         "kind": KIND, "config": recipe, "config_hash": config_hash(recipe), "grid": grid})
     if recover:
