@@ -90,9 +90,26 @@ def shared_real_factory(profile, config):
     return _REAL[key]
 
 
-def fake_factory(profile, config):
-    """A picklable factory for spawned worker processes."""
-    return FakeEvaluator(profile)
+class RendezvousEvaluator(FakeEvaluator):
+    """A fake whose first evaluation waits at a shared barrier until every worker reaches it.
+
+    Without it a worker that starts first can finish the whole budget while another is still
+    importing torch, so a test could not tell two working processes from one.
+    """
+
+    def __init__(self, profile: str, barrier):
+        super().__init__(profile)
+        self.barrier = barrier
+
+    def evaluate(self, requests):
+        if not self.seen:
+            self.barrier.wait()
+        return super().evaluate(requests)
+
+
+def rendezvous_factory(barrier, profile, config):
+    """Picklable with ``functools.partial(rendezvous_factory, manager_barrier)``."""
+    return RendezvousEvaluator(profile, barrier)
 
 
 def exiting_factory(profile, config):

@@ -6,13 +6,14 @@ end-to-end tests with the real evaluator are in test_search_e2e.py.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 from collections import Counter
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_fakes import FakeFactory, exiting_factory, fake_factory
+from search_fakes import FakeFactory, exiting_factory, rendezvous_factory
 
 from nlfs.errors import ConfigError
 from nlfs.search_config import SearchConfig
@@ -168,7 +169,10 @@ def _run_worker(path, config_data, factory):
 def test_two_worker_processes_share_the_budget_exactly_without_duplicates(tmp_path):
     path = str(tmp_path / "j")
     cfg = config(budget=16, workers=2)
-    run_search(cfg, study_name="s", storage=path, evaluator_factory=fake_factory)
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        barrier = manager.Barrier(2, timeout=120)
+        factory = functools.partial(rendezvous_factory, barrier)
+        run_search(cfg, study_name="s", storage=path, evaluator_factory=factory)
     study = load(path)
     done = counted(study)
     assert len(done) == 16
