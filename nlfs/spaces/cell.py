@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from deap import gp
@@ -20,13 +20,21 @@ from nlfs.errors import ConfigError
 from nlfs.expr import parse
 from nlfs.operators import BINARY, UNARY, primitive_set
 from nlfs.spaces.base import InvalidGenome, ParamSpec, SearchSpace
+from nlfs.spaces.cell_genome import (
+    ALLOWED_INPUTS,
+    FIELDS,
+    HIDDEN,
+    NODE_IDS,
+    OPERANDS,
+    ROOT,
+    CellGenome,
+    CellNode,
+    analyse,
+    graph_problem,
+    wiring,
+)
 from nlfs.spaces.gp_ops import resolve_operators
 
-OPERANDS = ("y", "p", "1", "-1")
-"""Terminal texts of the operand ids 0..3."""
-HIDDEN = (4, 5, 6, 7)
-ROOT = 8
-NODE_IDS = (*HIDDEN, ROOT)
 P_HIDDEN_UNARY = 0.7
 """Probability that a randomly initialised hidden node is unary."""
 P_ROOT_BINARY = 0.8
@@ -40,100 +48,6 @@ MAX_TRIES = 10_000
 """Draws before sampling or mutation gives up (only reachable with a crippled vocabulary)."""
 TRIES_PER_KIND = 100
 """Mutation draws of one kind before the kind is redrawn."""
-
-
-@dataclass(frozen=True, slots=True)
-class CellNode:
-    """One operator node: its arity, both op names, and two input ids."""
-
-    arity: int
-    unary: str
-    binary: str
-    in0: int
-    in1: int
-
-    @property
-    def op(self) -> str:
-        """The op name in use at the current arity."""
-        return self.unary if self.arity == 1 else self.binary
-
-    @property
-    def inputs(self) -> tuple[int, ...]:
-        """The input ids in use at the current arity."""
-        return (self.in0,) if self.arity == 1 else (self.in0, self.in1)
-
-
-FIELDS = ("arity", "unary", "binary", "in0", "in1")
-"""A node's fields, in order: the keys of its JSON object and of its encoding coordinates."""
-
-
-@dataclass(frozen=True, slots=True)
-class CellGenome:
-    """A cell: the nodes with ids 4..8, in that order (hashable, immutable)."""
-
-    nodes: tuple[CellNode, ...]
-
-    def node(self, node_id: int) -> CellNode:
-        """The node with id ``node_id`` (4..8)."""
-        return self.nodes[node_id - HIDDEN[0]]
-
-
-# Inputs a node may read: any operand or other hidden node; the root reads any of 0..7 (it
-# starts on hidden nodes only, but rewiring may point it at an operand). A hidden node never
-# reads the root: that is a cycle whenever the node is active and dead weight otherwise.
-_ALLOWED = {i: tuple(j for j in range(ROOT) if j != i) for i in NODE_IDS}
-
-
-Wiring = tuple[tuple[int, ...], ...]
-"""The input ids in use by nodes 4..8, in that order (a cell's graph without its ops)."""
-
-
-def wiring(genome: CellGenome) -> Wiring:
-    """The graph of ``genome``: the input ids each node reads at its current arity."""
-    return tuple(node.inputs for node in genome.nodes)
-
-
-def analyse(graph: Wiring) -> tuple[set[int], bool]:
-    """Ids reachable from the root (operands included) and whether that subgraph has a cycle.
-
-    One depth-first search does both, so reachability is complete even on cyclic graphs.
-    """
-    # Iterative, not recursive: this runs ~10 times per sampled genome and recursion through a
-    # closure costs about twice as much. Each stack entry is a node and its unvisited inputs.
-    first = HIDDEN[0]
-    state = [0] * len(NODE_IDS)  # 0 unseen, 1 on the current path, 2 finished
-    seen = {ROOT}
-    cyclic = False
-    state[ROOT - first] = 1
-    stack = [(ROOT, iter(graph[ROOT - first]))]
-    while stack:
-        node, inputs = stack[-1]
-        for j in inputs:
-            if j < first:
-                seen.add(j)
-            elif state[j - first] == 0:
-                seen.add(j)
-                state[j - first] = 1
-                stack.append((j, iter(graph[j - first])))
-                break
-            elif state[j - first] == 1:
-                cyclic = True
-        else:
-            state[node - first] = 2
-            stack.pop()
-    return seen, cyclic
-
-
-def graph_problem(graph: Wiring) -> tuple[str, str] | None:
-    """``(reason, message)`` for a graph missing ``y`` or ``p`` or with a cycle, else None."""
-    seen, cyclic = analyse(graph)
-    if 0 not in seen:
-        return "missing_y", "the active graph does not read y"
-    if 1 not in seen:
-        return "missing_p", "the active graph does not read p"
-    if cyclic:
-        return "cyclic", "the active graph has a cycle"
-    return None
 
 
 class CellSpace(SearchSpace):
@@ -192,8 +106,8 @@ class CellSpace(SearchSpace):
             for j in (node.in0, node.in1):
                 if j == node_id:
                     return f"node {node_id} reads itself"
-                if type(j) is not int or j not in _ALLOWED[node_id]:
-                    return f"node {node_id} reads id {j!r}; allowed: {_ALLOWED[node_id]}"
+                if type(j) is not int or j not in ALLOWED_INPUTS[node_id]:
+                    return f"node {node_id} reads id {j!r}; allowed: {ALLOWED_INPUTS[node_id]}"
         return None
 
     def _problem(self, genome: Any) -> tuple[str, str] | None:
@@ -224,7 +138,7 @@ class CellSpace(SearchSpace):
         draw = rng.random
         raw = []
         for node_id in HIDDEN:
-            allowed = _ALLOWED[node_id]
+            allowed = ALLOWED_INPUTS[node_id]
             arity = 1 if draw() < P_HIDDEN_UNARY else 2
             size = len(allowed)
             raw.append((arity, allowed[int(draw() * size)], allowed[int(draw() * size)]))
@@ -298,7 +212,7 @@ class CellSpace(SearchSpace):
             return replace(node, in0=node.in1, in1=node.in0), "swap"
         slot = 0 if node.arity == 1 else rng.randrange(2)
         current = node.in0 if slot == 0 else node.in1
-        new = rng.choice([j for j in _ALLOWED[node_id] if j != current])
+        new = rng.choice([j for j in ALLOWED_INPUTS[node_id] if j != current])
         return (replace(node, in0=new) if slot == 0 else replace(node, in1=new)), "rewire"
 
     # -- expressions ----------------------------------------------------------------------
@@ -395,7 +309,13 @@ class CellSpace(SearchSpace):
         """Five categorical coordinates ``n{id}_{field}`` per node 4..8 (fields: FIELDS)."""
         specs = []
         for i in NODE_IDS:
-            choices = ((1, 2), self.unary_names, self.binary_names, _ALLOWED[i], _ALLOWED[i])
+            choices = (
+                (1, 2),
+                self.unary_names,
+                self.binary_names,
+                ALLOWED_INPUTS[i],
+                ALLOWED_INPUTS[i],
+            )
             specs += [ParamSpec(f"n{i}_{f}", c) for f, c in zip(FIELDS, choices, strict=True)]
         return specs
 
