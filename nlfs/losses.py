@@ -196,8 +196,13 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
+ALIASES: dict[str, str] = {"ce": "cross_entropy"}
+"""Short names users type for baselines."""
+
+
 def baseline(name: str) -> Baseline:
-    """The registry entry ``name``; an unknown name raises ConfigError listing the known ones."""
+    """The registry entry ``name`` (or an alias); an unknown name raises ConfigError."""
+    name = ALIASES.get(name, name)
     if name not in BASELINES:
         raise ConfigError(f"unknown loss {name!r}; known: {', '.join(BASELINES)}")
     return BASELINES[name]
@@ -226,7 +231,7 @@ def loss_from_spec(spec: str, *, sign: float | None = None, reduction: str = "me
         ParseError: an expression that does not parse.
     """
     spec = spec.strip()
-    if spec in BASELINES:
+    if spec in BASELINES or spec in ALIASES:
         return get_loss(spec, reduction)
     if _NAME.fullmatch(spec) and spec not in ("y", "p"):
         raise ConfigError(

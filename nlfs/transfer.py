@@ -33,9 +33,9 @@ from nlfs.cells import (
 )
 from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError
+from nlfs.losses import ALIASES
 
 KIND = "transfer"
-ALIASES = {"ce": "cross_entropy"}
 LABELS = {"cross_entropy": "ce"}
 """Cross-entropy is shown as ``ce`` whichever way it was typed, so reports find the baseline."""
 TRAIN_IMAGES = {"fashion-mnist": 60000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000,
@@ -162,7 +162,7 @@ def resolve_losses(specs: Sequence[str], storage: Any = None) -> list[LossRef]:
         if ":" in spec and "(" not in spec:
             ref = _trial_loss(spec, storage)
         else:
-            name = ALIASES.get(spec, spec)
+            name = ALIASES.get(spec, spec)  # one label per loss however it was typed
             try:
                 loss_from_spec(name)
             except ConfigError:

@@ -142,3 +142,11 @@ def test_loss_from_spec_refuses_rejected_expressions_unless_signed():
     assert loss_from_spec("log(p)", sign=-1.0).sign == -1.0
     with pytest.raises(ParseError):
         loss_from_spec("mul(y, lg(p))")
+
+
+def test_ce_is_an_alias_of_cross_entropy_everywhere_a_loss_is_named():
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([0, 1, 2, 3, 0])
+    expected = F.cross_entropy(logits, target)
+    assert torch.allclose(loss_from_spec("ce")(logits, target), expected)
+    assert torch.allclose(get_loss("ce")(logits, target), expected)
