@@ -66,6 +66,20 @@ def default_evaluator(profile: str, config: SearchConfig):
     return Evaluator(profile, device=config.device, data_dir=config.data_dir, split="val")
 
 
+def check_config(config: SearchConfig) -> None:
+    """Build the space and strategy once so a bad name, option or pairing (tpe on ``tree``)
+    fails before any storage is created.
+
+    Raises:
+        ConfigError: with what was wrong and the valid choices.
+    """
+    from nlfs.spaces import get_space
+    from nlfs.strategy import get_strategy
+
+    space = get_space(config.space, **config.space_options)
+    get_strategy(config.strategy)(space, seed=config.seed, **config.strategy_options)
+
+
 def study_attrs(config: SearchConfig) -> dict[str, Any]:
     """The study user attributes of a search with ``config``."""
     return {

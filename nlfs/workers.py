@@ -20,7 +20,13 @@ from nlfs.errors import NLFSError
 from nlfs.progress import ProgressDisplay, summarize
 from nlfs.search_config import NOT_HASHED, SearchConfig, config_from_dict
 from nlfs.storage import load_existing_study, open_study, resolve_storage, storage_label
-from nlfs.study import EvaluatorFactory, SearchWorker, study_attrs, total_rejections
+from nlfs.study import (
+    EvaluatorFactory,
+    SearchWorker,
+    check_config,
+    study_attrs,
+    total_rejections,
+)
 from nlfs.trials import TrialCache
 
 POLL_S = 0.5
@@ -55,6 +61,7 @@ def run_search(
         ConfigError: a study of that name exists with another config.
         KeyboardInterrupt: after Ctrl-C, once the running trials are marked interrupted.
     """
+    check_config(config)
     name = study_name or config.default_study_name()
     study = open_study(
         name, resolve_storage(storage, name, runs_dir), attrs=study_attrs(config),

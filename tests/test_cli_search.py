@@ -105,3 +105,19 @@ def test_unknown_study_is_an_error_for_people(tmp_path):
     result = CliRunner().invoke(cli, ["best", "--study", "nope", "--storage",
                                       str(tmp_path / "none.journal")])
     assert isinstance(result.exception, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'; known:"),
+        (["--strategy", "tpe", "--space", "tree"], "tpe needs a space with a fixed-length"),
+        (["--space", "nope"], "unknown search space 'nope'"),
+    ],
+)
+def test_a_bad_strategy_or_space_fails_before_any_storage_is_made(tmp_path, flags, message):
+    journal = tmp_path / "s.journal"
+    result = CliRunner().invoke(cli, ["search", "--storage", str(journal), *flags])
+    assert isinstance(result.exception, ConfigError)
+    assert message in str(result.exception)
+    assert not journal.exists()
