@@ -21,16 +21,22 @@ Elementwise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def compile_elementwise(tree: gp.PrimitiveTree) -> Elementwise:
+def compile_elementwise(tree: gp.PrimitiveTree, *, differentiable: bool = True) -> Elementwise:
     """Turn a prefix tree into ``f(y, p)``, evaluated by a stack machine over its nodes.
 
     Constants are broadcast to the shape of ``p`` so even a constant expression yields one value
     per class.
+
+    Args:
+        tree: the expression.
+        differentiable: False for evaluation under ``torch.no_grad`` only (the screening probe):
+            same values, without the nodes that keep gradients finite.
     """
     program: list[tuple[str, object]] = []
     for node in reversed(tree):
         if isinstance(node, gp.Primitive):
-            program.append(("op", OPERATORS[node.name]))
+            op = OPERATORS[node.name]
+            program.append(("op", (op.arity, op if differentiable else op.value)))
         elif node.value in ("y", "p"):
             program.append(("arg", node.value))
         else:
@@ -41,8 +47,9 @@ def compile_elementwise(tree: gp.PrimitiveTree) -> Elementwise:
         stack: list[torch.Tensor] = []
         for kind, item in program:
             if kind == "op":
-                operands = [stack.pop() for _ in range(item.arity)]
-                stack.append(item(*operands))
+                arity, apply = item
+                operands = [stack.pop() for _ in range(arity)]
+                stack.append(apply(*operands))
             elif kind == "arg":
                 stack.append(args[item])
             else:

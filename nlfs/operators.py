@@ -73,6 +73,17 @@ class Operator:
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         return _clean_out(self.fn(*(_CleanGrad.apply(a) for a in args)))
 
+    def value(self, *args: torch.Tensor) -> torch.Tensor:
+        """The same result as calling the operator, for use without gradients (probes).
+
+        Skips the gradient-cleaning node and cleans in place, which costs about a third of
+        :meth:`__call__`; the inputs are never modified.
+        """
+        out = self.fn(*args)
+        if any(out is a for a in args):  # an identity-like op returned its input: copy first
+            out = out.clone()
+        return torch.nan_to_num_(out, nan=0.0, posinf=BIG, neginf=-BIG).clamp_(-BIG, BIG)
+
 
 def _sig(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from deap import gp
 
-from nlfs.operators import BIG, OPERATORS
+from nlfs.compile import compile_elementwise
+from nlfs.operators import BIG
 
 CURVE_POINTS = 1000
 """Points of the two-class probe curve (the paper's 1000)."""
@@ -85,30 +86,12 @@ def probe_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def evaluate(tree: gp.PrimitiveTree) -> np.ndarray:
     """The expression on every probe point (float64 NumPy array, layout of :func:`probe_inputs`).
 
-    Gives the same values as :func:`nlfs.compile.compile_elementwise` (a test holds it to that)
-    at about a third of the cost: it calls each operator's function directly and cleans the
-    result in place like :class:`nlfs.operators.Operator` does, skipping the gradient-cleaning
-    autograd node that a probe without gradients does not need.
+    Uses the compiler's gradient-free form: the same values as the training loss at about a
+    third of the cost.
     """
     y, p = probe_inputs()
-    stack: list[torch.Tensor] = []
     with torch.no_grad():
-        for node in reversed(tree):
-            if isinstance(node, gp.Primitive):
-                op = OPERATORS[node.name]
-                args = [stack.pop() for _ in range(op.arity)]
-                out = op.fn(*args)
-                if any(out is a for a in args):  # never clean the shared probe tensors in place
-                    out = out.clone()
-                torch.nan_to_num_(out, nan=0.0, posinf=BIG, neginf=-BIG).clamp_(-BIG, BIG)
-                stack.append(out)
-            elif node.value == "y":
-                stack.append(y)
-            elif node.value == "p":
-                stack.append(p)
-            else:
-                stack.append(torch.full_like(p, float(node.value)))
-    return stack[0].expand_as(p).numpy()
+        return compile_elementwise(tree, differentiable=False)(y, p).numpy()
 
 
 def finite(values: np.ndarray) -> bool:

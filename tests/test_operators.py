@@ -95,3 +95,18 @@ def test_operator_gradient_finite_through_a_chain(name):
     inner = op(x) if op.arity == 1 else op(x, x.flip(0))
     OPERATORS["exp"](OPERATORS["square"](inner)).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_value_equals_the_differentiable_call_and_leaves_inputs_alone(name):
+    """``Operator.value`` (the probe's no-grad path) gives the training values exactly."""
+    op = OPERATORS[name]
+    gen = torch.Generator().manual_seed(1)
+    args = [torch.randn(64, dtype=torch.float64, generator=gen) * 1e3 for _ in range(op.arity)]
+    args[0][:3] = torch.tensor([0.0, 1e30, -1e30], dtype=torch.float64)
+    before = [a.clone() for a in args]
+    with torch.no_grad():
+        got = op.value(*args)
+    torch.testing.assert_close(got, op(*args), rtol=0, atol=0)
+    for a, b in zip(args, before, strict=True):
+        assert torch.equal(a, b)
