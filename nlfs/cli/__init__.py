@@ -46,8 +46,20 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="nlfs")
-def cli() -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="NLFS_THREADS",
+    help="CPU threads for torch in this process (default: torch's choice). On a busy machine "
+    "1 avoids OpenMP threads spinning against other work. Env: NLFS_THREADS.",
+)
+def cli(threads: int | None) -> None:
     """NLFS: neural loss function search for image-classifier CNNs."""
+    if threads is not None:
+        import torch  # only here: `nlfs --help` stays fast
+
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
