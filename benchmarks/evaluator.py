@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from nlfs.evaluator import Evaluator
-from nlfs.losses import get_loss
-from nlfs.profiles import load_profile
-from nlfs.results import EvalRequest
+from nlfs.evaluation.evaluator import Evaluator
+from nlfs.evaluation.profiles import load_profile
+from nlfs.evaluation.results import EvalRequest
+from nlfs.losses.baselines import get_loss
 
 TARGET_S = {"micro": 3.0, "quick": 60.0}
 

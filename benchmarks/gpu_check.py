@@ -25,10 +25,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nlfs.evaluator import Evaluator
-from nlfs.models import build_model
-from nlfs.profiles import Profile, load_profile
-from nlfs.results import EvalRequest
+from nlfs.evaluation.evaluator import Evaluator
+from nlfs.evaluation.models import build_model
+from nlfs.evaluation.profiles import Profile, load_profile
+from nlfs.evaluation.results import EvalRequest
 
 LOSSES = ("cross_entropy", "focal", "baikal")
 SMOKE = {"steps": 3, "train_size": 256, "val_size": 64, "resolution": 16,
@@ -76,7 +76,7 @@ def step_flops(profile: Profile, evaluator: Evaluator) -> int:
 
 
 def losses(count: int) -> list[tuple[str, torch.nn.Module]]:
-    from nlfs.losses import get_loss
+    from nlfs.losses.baselines import get_loss
 
     return [(name, get_loss(name)) for name in (LOSSES * count)[:count]]
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from nlfs.results import EvalRequest, EvalResult, State
-from nlfs.search_config import load_search_config
+from nlfs.evaluation.results import EvalRequest, EvalResult, State
+from nlfs.search.config import load_search_config
+from nlfs.search.runner import SearchWorker, study_attrs
 from nlfs.spaces import get_space
 from nlfs.storage import open_study, resolve_storage
-from nlfs.study import SearchWorker, study_attrs
 
 
 class InstantEvaluator:
@@ -41,8 +41,8 @@ class InstantEvaluator:
 
 def micro_seconds() -> float:
     """Seconds of one warm micro evaluation (cross-entropy) on this machine."""
-    from nlfs.compile import ExpressionLoss
-    from nlfs.evaluator import Evaluator
+    from nlfs.evaluation.evaluator import Evaluator
+    from nlfs.losses.compile import ExpressionLoss
 
     evaluator = Evaluator("micro", device="cpu")
     loss = ExpressionLoss("neg(mul(y, log(p)))")

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
-from nlfs import probe
-from nlfs.screening import FingerprintIndex, Screen
+from nlfs.screening import probe
+from nlfs.screening.screen import FingerprintIndex, Screen
 from nlfs.spaces import get_space
 
 TARGET_MS = 5.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from nlfs.strategy import Proposal, Strategy
+from nlfs.search.strategy import Proposal, Strategy
 
 
 class RandomSearch(Strategy):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from nlfs.results import State
-from nlfs.strategy import Proposal, Strategy, TrialRecord
+from nlfs.evaluation.results import State
+from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 
 RETRIES_PER_PLAN = 100
 """Proposals drawn from one chosen parent before the ask chooses again (all rejected)."""

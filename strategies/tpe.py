@@ -19,8 +19,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from nlfs.errors import NLFSError
+from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 from nlfs.spaces.base import InvalidGenome
-from nlfs.strategy import Proposal, Strategy, TrialRecord
 
 _INNER_STUDY = "nlfs-tpe"
 

@@ -1,7 +1,7 @@
 """Slow NumPy/SciPy reference of every operator, float64, used only by the tests.
 
-Written from the paper's operator list (design.md section 5) and the protection rules documented
-in :mod:`nlfs.operators` (EPS 1e-7 in log, division, sqrt; exp/sinh/Bessel arguments clamped to
+Written from the paper's operator list (design.md section 5) and the protection rules documented in
+:mod:`~nlfs.losses.operators` (EPS 1e-7 in log, division, sqrt; exp/sinh/Bessel arguments clamped to
 +-80; every result cleaned of NaN/inf and clamped to +-1e30), independently of the torch code.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from deap import gp
 from scipy import special
 
-from nlfs.operators import primitive_set
+from nlfs.losses.operators import primitive_set
 
 EPS = 1e-7
 BIG = 1e30

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nlfs.expr import expression_key
-from nlfs.results import EvalResult, State
+from nlfs.evaluation.results import EvalResult, State
+from nlfs.losses.expressions import expression_key
 
 NANO = str(Path(__file__).parent / "profiles" / "nano.toml")
 """The tiny real profile for end-to-end tests (loaded by path)."""
@@ -82,7 +82,7 @@ def shared_real_factory(profile, config):
 
     Loading Fashion-MNIST dominates a nano evaluation, so the end-to-end tests share one.
     """
-    from nlfs.evaluator import Evaluator
+    from nlfs.evaluation.evaluator import Evaluator
 
     key = (profile, config.device, config.data_dir)
     if key not in _REAL:

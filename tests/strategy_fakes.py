@@ -11,11 +11,11 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from nlfs.expr import expression_key
-from nlfs.results import State
-from nlfs.screening import Screen
+from nlfs.evaluation.results import State
+from nlfs.losses.expressions import expression_key
+from nlfs.screening.screen import Screen
+from nlfs.search.strategy import Candidate, Strategy, TrialRecord
 from nlfs.spaces import SearchSpace, get_space
-from nlfs.strategy import Candidate, Strategy, TrialRecord
 
 PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlfs.augment import AUGMENTATIONS, Augmenter, Batch, mixed_loss, parse_augment
 from nlfs.errors import ConfigError
+from nlfs.evaluation.augment import AUGMENTATIONS, Augmenter, Batch, mixed_loss, parse_augment
 
 SPECS = [*AUGMENTATIONS, "flipcrop+cutout", "randaugment+flipcrop+mixup"]
 

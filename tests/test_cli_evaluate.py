@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlfs.cli import cli, main
-from nlfs.data import DEBIAN_FASHION_MNIST
+from nlfs.evaluation.data import DEBIAN_FASHION_MNIST
 
 needs_fmnist = pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),

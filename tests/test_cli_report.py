@@ -10,7 +10,7 @@ import pytest
 from test_report import synthetic_records
 
 from nlfs.cli import main
-from nlfs.records import write_csv
+from nlfs.stats.records import write_csv
 from nlfs.storage import resolve_storage
 
 

@@ -17,7 +17,7 @@ def searched(tmp_path_factory):
     """One small real search, shared by the tests below: (runner, journal path, summary)."""
     mp = pytest.MonkeyPatch()
     # The real evaluator, built once (loading the dataset dominates a nano evaluation).
-    mp.setattr("nlfs.study.default_evaluator", shared_real_factory)
+    mp.setattr("nlfs.search.runner.default_evaluator", shared_real_factory)
     journal = tmp_path_factory.mktemp("cli") / "s.journal"
     runner = CliRunner()
     args = ["search", "--config", "ci", "--profile", NANO, "--budget", "2", "--study", "s",
@@ -94,7 +94,7 @@ def test_worker_hands_studies_of_other_kinds_to_the_grid_runner(tmp_path, monkey
     journal = str(tmp_path / "grid.journal")
     open_study("g", resolve_storage(journal, "g"), attrs={"kind": "transfer"})
     calls = []
-    monkeypatch.setattr("nlfs.grid.run_worker", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr("nlfs.experiments.grid.run_worker", lambda *a, **k: calls.append((a, k)))
     result = CliRunner().invoke(cli, ["worker", "--study", "g", "--storage", journal,
                                       "--device", "cpu"], catch_exceptions=False)
     assert result.exit_code == 0

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlfs.cli import cli
-from nlfs.losses import BASELINES
+from nlfs.losses.baselines import BASELINES
 
 
 def run(*args: str):

@@ -10,9 +10,9 @@ import reference_ops as ref
 import torch
 import torch.nn.functional as F
 
-from nlfs.compile import ExpressionLoss, compile_elementwise
-from nlfs.expr import parse
-from nlfs.operators import EPS, OPERATORS, primitive_set
+from nlfs.losses.compile import ExpressionLoss, compile_elementwise
+from nlfs.losses.expressions import parse
+from nlfs.losses.operators import EPS, OPERATORS, primitive_set
 
 # sin of huge arguments is argument-reduction noise that differs between libraries (see
 # test_operators); the comparison of whole expressions leaves it out.

@@ -12,9 +12,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nlfs import data
-from nlfs.data import DEBIAN_FASHION_MNIST, IDX_FILES, load_dataset, make_split, split_indices
 from nlfs.errors import DataError
+from nlfs.evaluation import data
+from nlfs.evaluation.data import (
+    DEBIAN_FASHION_MNIST,
+    IDX_FILES,
+    load_dataset,
+    make_split,
+    split_indices,
+)
 
 HAS_FMNIST = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
 

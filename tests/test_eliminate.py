@@ -9,8 +9,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from nlfs.cells import check_names
-from nlfs.eliminate import (
+from nlfs.errors import ConfigError
+from nlfs.evaluation.profiles import load_profile
+from nlfs.evaluation.results import EvalResult, State
+from nlfs.experiments.eliminate import (
     funnel,
     load_elimination_config,
     open_elimination,
@@ -19,10 +21,8 @@ from nlfs.eliminate import (
     stage_profile,
     top_candidates,
 )
-from nlfs.errors import ConfigError
-from nlfs.grid import run_worker
-from nlfs.profiles import load_profile
-from nlfs.results import EvalResult, State
+from nlfs.experiments.grid import run_worker
+from nlfs.experiments.jobs import check_names
 from nlfs.storage import open_study, resolve_storage
 
 NANO = Path(__file__).parent / "profiles" / "nano.toml"

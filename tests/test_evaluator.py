@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlfs.compile import ExpressionLoss
-from nlfs.data import DEBIAN_FASHION_MNIST
 from nlfs.errors import ConfigError
-from nlfs.evaluator import Evaluator, seed_streams
-from nlfs.profiles import load_profile
-from nlfs.results import EvalRequest, State
-from nlfs.training import lr_factor
+from nlfs.evaluation.data import DEBIAN_FASHION_MNIST
+from nlfs.evaluation.evaluator import Evaluator, seed_streams
+from nlfs.evaluation.profiles import load_profile
+from nlfs.evaluation.results import EvalRequest, State
+from nlfs.evaluation.training import lr_factor
+from nlfs.losses.compile import ExpressionLoss
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(

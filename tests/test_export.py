@@ -17,14 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from search_fakes import FakeFactory
 
-from nlfs.compile import ExpressionLoss
 from nlfs.errors import ConfigError
-from nlfs.export import TORCH_CODE, class_name, export_source, latex_formula, write_module
-from nlfs.operators import BINARY_NAMES, OPERATORS, UNARY_NAMES
-from nlfs.search_config import SearchConfig
+from nlfs.losses.compile import ExpressionLoss
+from nlfs.losses.export import TORCH_CODE, class_name, export_source, latex_formula, write_module
+from nlfs.losses.operators import BINARY_NAMES, OPERATORS, UNARY_NAMES
+from nlfs.search.config import SearchConfig
+from nlfs.search.workers import run_search
 from nlfs.spaces import get_space
 from nlfs.storage import resolve_storage
-from nlfs.workers import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

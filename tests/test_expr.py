@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_ops import random_tree
 
-from nlfs.expr import (
+from nlfs.losses.expressions import (
     MAX_DEPTH,
     ParseError,
     canonical,
@@ -20,7 +20,7 @@ from nlfs.expr import (
     to_latex,
     to_text,
 )
-from nlfs.operators import primitive_set
+from nlfs.losses.operators import primitive_set
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from nlfs.cells import (
+from nlfs.evaluation.results import EvalResult, State
+from nlfs.experiments.grid import run_local, run_worker
+from nlfs.experiments.jobs import (
     Cell,
     Setting,
     cell_results,
@@ -18,8 +20,6 @@ from nlfs.cells import (
     progress_counts,
     requeue_interrupted,
 )
-from nlfs.grid import run_local, run_worker
-from nlfs.results import EvalResult, State
 from nlfs.storage import open_study, resolve_storage
 
 EXPRESSIONS = ("mul(y, log(p))", "mul(y, sub(p, 1))", "neg(mul(y, p))")

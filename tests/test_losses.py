@@ -6,12 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlfs.compile import ExpressionLoss
 from nlfs.errors import ConfigError
-from nlfs.expr import ParseError, canonical, parse
-from nlfs.losses import BASELINES, get_loss, loss_from_spec
-from nlfs.operators import EPS
-from nlfs.screening import Screen
+from nlfs.losses.baselines import BASELINES, get_loss
+from nlfs.losses.compile import ExpressionLoss
+from nlfs.losses.expressions import ParseError, canonical, parse
+from nlfs.losses.operators import EPS
+from nlfs.screening import loss_from_spec
+from nlfs.screening.screen import Screen
 
 NAMES = ["cross_entropy", "label_smoothing", "focal", "poly1", "baikal", "squared_error"]
 

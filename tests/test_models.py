@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nlfs.errors import ConfigError
-from nlfs.models import build_model, init_parameters, model_names
+from nlfs.evaluation.models import build_model, init_parameters, model_names
 
 SMALL = 32  # pixels: the smallest size every architecture's downsampling accepts
 

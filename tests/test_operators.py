@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nlfs.operators import BIG, BINARY, OPERATORS, UNARY, primitive_set
+from nlfs.losses.operators import BIG, BINARY, OPERATORS, UNARY, primitive_set
 
 EXTREMES = [0.0, 1e-30, 1e-8, 1e-7, 1e-3, 0.5, 1.0, 2.0, 79.0, 81.0, 1e3, 1e15, 1e29, 1e30]
 """Magnitudes from 1e-30 to 1e30, around the protection thresholds (EPS 1e-7, exp clamp 80)."""

@@ -8,14 +8,14 @@ import optuna
 import pytest
 
 from nlfs.errors import DataError
-from nlfs.records import (
+from nlfs.experiments.records import records_from_study
+from nlfs.stats.records import (
     BEST_TEST_ACC,
     COLUMNS,
     TEST_ACC,
     RecordError,
     RunRecord,
     read_csv,
-    records_from_study,
     write_csv,
 )
 

@@ -11,7 +11,6 @@ import numpy as np
 import optuna
 import pytest
 
-from nlfs.records import RunRecord, read_csv, write_csv
 from nlfs.report import FORMATS, build_report, funnel_from_study, parse_formats, stars, write_report
 from nlfs.stats import (
     benjamini_hochberg,
@@ -22,6 +21,7 @@ from nlfs.stats import (
     paired_t,
     wilcoxon_signed_rank,
 )
+from nlfs.stats.records import RunRecord, read_csv, write_csv
 
 LOSSES = ("cross_entropy", "baikal", "focal")
 SETTINGS = (("cnn", "fmnist", "none"), ("cnn", "fmnist", "flipcrop"),

@@ -9,9 +9,9 @@ import pytest
 import reference_ops as ref
 import torch
 
-from nlfs import probe
-from nlfs.compile import ExpressionLoss, compile_elementwise
-from nlfs.screening import FingerprintIndex, Reason, Screen
+from nlfs.losses.compile import ExpressionLoss, compile_elementwise
+from nlfs.screening import probe
+from nlfs.screening.screen import FingerprintIndex, Reason, Screen
 from nlfs.spaces import get_space
 from nlfs.spaces.cell import CellGenome, CellNode
 

@@ -9,8 +9,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from search_fakes import NANO, shared_real_factory
 
-from nlfs.search_config import load_search_config
-from nlfs.workers import run_search
+from nlfs.search.config import load_search_config
+from nlfs.search.workers import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nlfs.errors import ConfigError
-from nlfs.expr import ParseError, canonical, parse
+from nlfs.losses.expressions import ParseError, canonical, parse
 from nlfs.spaces import InvalidGenome, get_space
 from nlfs.spaces.cell import HIDDEN, ROOT, CellGenome, CellNode, CellSpace, analyse, wiring
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nlfs.expr import canonical, expression_key, parse
+from nlfs.losses.expressions import canonical, expression_key, parse
 from nlfs.spaces import InvalidGenome, get_space, space_names
 
 SPACES = space_names()

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nlfs.errors import ConfigError
-from nlfs.expr import ParseError, parse
-from nlfs.operators import primitive_set
+from nlfs.losses.expressions import ParseError, parse
+from nlfs.losses.operators import primitive_set
 from nlfs.spaces import InvalidGenome, gp_ops
 from nlfs.spaces.tree import MUTATIONS, TreeSpace
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from nlfs.errors import DataError
-from nlfs.records import RunRecord
 from nlfs.stats import (
     Setting,
     analyse,
@@ -20,6 +19,7 @@ from nlfs.stats import (
     welch_t,
     wilcoxon_signed_rank,
 )
+from nlfs.stats.records import RunRecord
 
 LOSSES = ("cross_entropy", "baikal", "focal")
 SETTINGS = (Setting("cnn", "fmnist", "none"), Setting("cnn", "fmnist", "flip"))

@@ -15,10 +15,10 @@ from strategy_fakes import (
     write_dist_info,
 )
 
-import nlfs.strategy
+import nlfs.search.strategy
 from nlfs.errors import ConfigError, NLFSError
-from nlfs.results import State
-from nlfs.strategy import Proposal, Strategy, TrialRecord, available_strategies, get_strategy
+from nlfs.evaluation.results import State
+from nlfs.search.strategy import Proposal, Strategy, TrialRecord, available_strategies, get_strategy
 from strategies.random_search import RandomSearch
 from strategies.regevo import RegularizedEvolution
 from strategies.tpe import TPEStrategy
@@ -197,7 +197,7 @@ class _Stuck(Strategy):
 
 def test_ask_gives_up_after_max_tries(monkeypatch):
     """An ask that keeps being rejected stops with NLFSError instead of looping forever."""
-    monkeypatch.setattr(nlfs.strategy, "MAX_TRIES", 30)
+    monkeypatch.setattr(nlfs.search.strategy, "MAX_TRIES", 30)
     (accepted,) = RandomSearch(make_space("cell"), screen=make_screen()).ask(1)
     monkeypatch.setattr(_Stuck, "genome", accepted.genome)
     strategy = _Stuck(make_space("cell"), screen=make_screen())

@@ -15,8 +15,8 @@ import torch
 from strategy_fakes import drive, make_screen, make_space, plugin_on_path, synthetic_trial
 
 from nlfs.errors import ConfigError
-from nlfs.results import State
-from nlfs.strategy import TrialRecord, available_strategies, get_strategy
+from nlfs.evaluation.results import State
+from nlfs.search.strategy import TrialRecord, available_strategies, get_strategy
 
 with plugin_on_path():
     NAMES = sorted(available_strategies())

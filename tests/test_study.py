@@ -16,10 +16,10 @@ from optuna.trial import TrialState
 from search_fakes import FakeFactory, exiting_factory, rendezvous_factory
 
 from nlfs.errors import ConfigError
-from nlfs.search_config import SearchConfig
+from nlfs.search.config import SearchConfig
+from nlfs.search.runner import SearchWorker, study_attrs
+from nlfs.search.workers import run_search
 from nlfs.storage import open_study, resolve_storage
-from nlfs.study import SearchWorker, study_attrs
-from nlfs.workers import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -160,7 +160,7 @@ def test_a_dead_workers_running_trial_is_recovered_as_interrupted_and_re_evaluat
 
 
 def _run_worker(path, config_data, factory):
-    from nlfs.search_config import config_from_dict
+    from nlfs.search.config import config_from_dict
 
     study = load(path)
     SearchWorker(study, config_from_dict(config_data), evaluator_factory=factory).run()
@@ -211,10 +211,10 @@ def test_screen_rejections_are_counted_per_study(tmp_path):
 
 @pytest.mark.parametrize("name", ["default", "paper", "quick", "ci"])
 def test_every_shipped_search_config_loads_and_builds_its_strategy(name):
-    from nlfs.profiles import load_profile
-    from nlfs.search_config import load_search_config
+    from nlfs.evaluation.profiles import load_profile
+    from nlfs.search.config import load_search_config
+    from nlfs.search.strategy import get_strategy
     from nlfs.spaces import get_space
-    from nlfs.strategy import get_strategy
 
     cfg = load_search_config(name)
     load_profile(cfg.profile)

@@ -14,10 +14,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from nlfs.errors import ConfigError, NLFSError
-from nlfs.grid import run_worker
-from nlfs.results import EvalRequest, EvalResult, State
-from nlfs.storage import open_study, resolve_storage
-from nlfs.transfer import (
+from nlfs.evaluation.results import EvalRequest, EvalResult, State
+from nlfs.experiments.grid import run_worker
+from nlfs.experiments.transfer import (
     TransferConfig,
     base_profile,
     cell_profile,
@@ -29,6 +28,7 @@ from nlfs.transfer import (
     results,
     summary,
 )
+from nlfs.storage import open_study, resolve_storage
 
 NANO_GRID = Path(__file__).parent / "profiles" / "nano_transfer.toml"
 _MICRO = base_profile(TransferConfig(profile="micro"))
@@ -144,8 +144,8 @@ class RecordingLoss(torch.nn.Module):
 
 def test_same_seed_same_initial_weights_and_batch_across_losses():
     """Two different losses with one seed see identical first-step logits; another seed not."""
-    from nlfs.evaluator import Evaluator
-    from nlfs.losses import loss_from_spec
+    from nlfs.evaluation.evaluator import Evaluator
+    from nlfs.screening import loss_from_spec
 
     config = load_transfer_config(NANO_GRID)
     profile = dataclasses.replace(cell_profile(base_profile(config), config, "tiny_cnn",
@@ -202,7 +202,7 @@ def test_missing_source_study_creates_no_journal(tmp_path, monkeypatch):
        seeds=st.integers(1, 4), first=st.integers(0, 100))
 def test_every_grid_is_complete_and_paired(n_losses, n_archs, n_aug, seeds, first):
     """Any grid has one cell per combination, and each (setting, seed) holds every loss."""
-    from nlfs.transfer import LossRef
+    from nlfs.experiments.transfer import LossRef
 
     refs = [LossRef(f"l{i}", "cross_entropy") for i in range(n_losses)]
     config = TransferConfig(losses=tuple(r.label for r in refs),

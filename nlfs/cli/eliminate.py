@@ -36,13 +36,13 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
     Each stage re-trains the surviving candidates with its profile variant and keeps the best
     by that stage's fitness. Rerun to resume: finished stages are not re-run.
     """
-    from nlfs.cells import load_existing_study
-    from nlfs.eliminate import (
+    from nlfs.experiments.eliminate import (
         load_elimination_config,
         open_elimination,
         records,
         run_elimination,
     )
+    from nlfs.experiments.jobs import load_existing_study
     from nlfs.storage import resolve_storage, storage_label
 
     quiet_optuna()

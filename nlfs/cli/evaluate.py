@@ -23,9 +23,9 @@ from nlfs.cli.common import console, echo_json, json_option, seed_option
 def evaluate(spec: str, profile: str, seed: int, device: str, data_dir: str | None,
              download: bool, as_json: bool) -> None:
     """Train one loss with a profile and print its fitness (best validation accuracy)."""
-    from nlfs.evaluator import Evaluator
-    from nlfs.losses import loss_from_spec
-    from nlfs.results import EvalRequest
+    from nlfs.evaluation.evaluator import Evaluator
+    from nlfs.evaluation.results import EvalRequest
+    from nlfs.screening import loss_from_spec
 
     loss = loss_from_spec(spec)
     evaluator = Evaluator(profile, device=device, data_dir=data_dir, download=download)

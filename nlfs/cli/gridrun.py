@@ -42,8 +42,8 @@ def run_cells(study_name: str, storage: str | None, *, workers: int, device: str
 
     The bar counts the cells whose attributes match ``where`` (all cells when None).
     """
-    from nlfs.cells import progress_counts
-    from nlfs.grid import run_local
+    from nlfs.experiments.grid import run_local
+    from nlfs.experiments.jobs import progress_counts
 
     if quiet:
         run_local(study_name, storage, workers=workers, device=device, data_dir=data_dir,

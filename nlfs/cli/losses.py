@@ -27,7 +27,7 @@ def losses() -> None:
 @json_option
 def list_(as_json: bool) -> None:
     """List the baseline losses with their formulas."""
-    from nlfs.losses import BASELINES
+    from nlfs.losses.baselines import BASELINES
 
     if as_json:
         echo_json({"losses": [_entry(b) for b in BASELINES.values()]})
@@ -46,7 +46,7 @@ def list_(as_json: bool) -> None:
 def show(name: str, as_json: bool) -> None:
     """Show the baseline loss NAME: formula in plain text and LaTeX, and its expression."""
     from nlfs.errors import ConfigError
-    from nlfs.losses import baseline
+    from nlfs.losses.baselines import baseline
 
     try:
         b = baseline(name)

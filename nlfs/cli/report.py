@@ -63,8 +63,9 @@ def report(study, storage, results, out_dir, formats, baseline, metric, alpha, p
     Reads a transfer study (--study) or a tidy CSV (--results) and writes report.md,
     report.html, report.tex and report.json with PNG figures to --out.
     """
-    from nlfs.records import read_csv, records_from_study
+    from nlfs.experiments.records import records_from_study
     from nlfs.report import build_report, funnel_from_study, parse_formats, write_report
+    from nlfs.stats.records import read_csv
 
     if (study is None) == (results is None):
         raise click.UsageError("give exactly one of --study NAME or --results FILE.csv")

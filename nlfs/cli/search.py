@@ -45,9 +45,9 @@ def search(
     With no options: regularized evolution on the cell space with the micro profile on
     Fashion-MNIST (configs/default.toml), about 10 minutes on 2 CPU cores.
     """
-    from nlfs.progress import render_best
-    from nlfs.search_config import load_search_config
-    from nlfs.workers import run_search
+    from nlfs.search.config import load_search_config
+    from nlfs.search.progress import render_best
+    from nlfs.search.workers import run_search
 
     _quiet_optuna()
     overrides = {
@@ -76,8 +76,8 @@ def search(
 @json_option
 def worker(study_name, storage, device, data_dir, as_json) -> None:
     """Join a running search (or transfer/elimination grid) as one more worker."""
-    from nlfs.progress import render_best
-    from nlfs.workers import join_study
+    from nlfs.search.progress import render_best
+    from nlfs.search.workers import join_study
 
     _quiet_optuna()
     try:

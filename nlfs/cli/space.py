@@ -60,7 +60,7 @@ def space() -> None:
 def sample(space_name: str, count: int, seed: int, as_json: bool) -> None:
     """Draw N screened, distinct candidates, then rejection counts by reason."""
     from nlfs.errors import NLFSError
-    from nlfs.screening import Screen
+    from nlfs.screening.screen import Screen
 
     search_space = _space(space_name)
     rng = _rng(seed)
@@ -109,8 +109,8 @@ def sample(space_name: str, count: int, seed: int, as_json: bool) -> None:
 @click.pass_context
 def check(ctx: click.Context, expression: str, space_name: str | None, as_json: bool) -> None:
     """Screen EXPRESSION: exit 0 accepted, 1 rejected, 2 unparsable."""
-    from nlfs.expr import ParseError, canonical, expression_key, parse
-    from nlfs.screening import Screen, Verdict
+    from nlfs.losses.expressions import ParseError, canonical, expression_key, parse
+    from nlfs.screening.screen import Screen, Verdict
     from nlfs.spaces import InvalidGenome
 
     screen = Screen(dedupe=False)

@@ -21,7 +21,7 @@ _storage_option = click.option(
 @json_option
 def best(study_name, storage, count, as_json) -> None:
     """Show the best losses of a study with their fitness and expressions."""
-    from nlfs.progress import render_best, summarize
+    from nlfs.search.progress import render_best, summarize
     from nlfs.storage import load_existing_study
 
     summary = summarize(load_existing_study(study_name, storage), count)
@@ -42,7 +42,7 @@ def export(study_name, storage, number, output, fmt) -> None:
     """Export a found loss as a standalone PyTorch module (imports only torch)."""
     from optuna.trial import TrialState
 
-    from nlfs.export import latex_formula, write_module
+    from nlfs.losses.export import latex_formula, write_module
     from nlfs.storage import load_existing_study, storage_label
 
     study = load_existing_study(study_name, storage)

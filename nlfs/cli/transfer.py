@@ -40,8 +40,7 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
     The grid's cells are trials of one study, run by local workers (--workers) and by any
     `nlfs worker --study NAME --storage URL` that joins. Seeds are paired across losses.
     """
-    from nlfs.storage import resolve_storage, storage_label
-    from nlfs.transfer import (
+    from nlfs.experiments.transfer import (
         check_axes,
         load_transfer_config,
         prepare,
@@ -49,6 +48,7 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
         results,
         summary,
     )
+    from nlfs.storage import resolve_storage, storage_label
 
     quiet_optuna()
     config = load_transfer_config(config_name)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlfs.records import RunRecord
 from nlfs.report.funnel import Funnel
 from nlfs.stats import DEFAULT_RESAMPLES, Analysis, Comparison, Setting, analyse
+from nlfs.stats.records import RunRecord
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from deap import gp
 
-from nlfs.compile import ExpressionLoss
 from nlfs.errors import NLFSError
-from nlfs.expr import canonical, expression_key
+from nlfs.losses.compile import ExpressionLoss
+from nlfs.losses.expressions import canonical, expression_key
 
 Genome = Any
 """A space's own immutable genome type (hashable, JSON-serialisable through the space)."""

@@ -17,8 +17,8 @@ from typing import Any
 from deap import gp
 
 from nlfs.errors import ConfigError
-from nlfs.expr import parse
-from nlfs.operators import BINARY, UNARY, primitive_set
+from nlfs.losses.expressions import parse
+from nlfs.losses.operators import BINARY, UNARY, primitive_set
 from nlfs.spaces.base import InvalidGenome, ParamSpec, SearchSpace
 from nlfs.spaces.cell_genome import (
     ALLOWED_INPUTS,

@@ -2,7 +2,7 @@
 
 DEAP's own ``gp.genFull``, ``gp.cxOnePoint``, ``gp.mutUniform`` and friends draw from the global
 ``random`` module and modify their arguments in place. These versions follow the same algorithms
-(deap/gp.py, DEAP 1.4) for an untyped primitive set such as :func:`nlfs.operators.primitive_set`,
+(deap/gp.py, DEAP 1.4) for an untyped primitive set such as :func:`~nlfs.losses.primitive_set`,
 but take a ``random.Random`` and return new ``gp.PrimitiveTree`` objects, leaving their inputs
 alone. They keep DEAP's data structures (``PrimitiveTree``, ``searchSubtree``, ``height``).
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from deap import gp
 
 from nlfs.errors import ConfigError
-from nlfs.operators import OPERATORS
+from nlfs.losses.operators import OPERATORS
 
 Node = gp.Primitive | gp.Terminal
 Generator = Callable[[random.Random], list[Node]]

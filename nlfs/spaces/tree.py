@@ -16,8 +16,8 @@ from typing import Any
 from deap import gp
 
 from nlfs.errors import ConfigError
-from nlfs.expr import ParseError, canonical, parse, terminals_used
-from nlfs.operators import primitive_set
+from nlfs.losses.expressions import ParseError, canonical, parse, terminals_used
+from nlfs.losses.operators import primitive_set
 from nlfs.spaces import gp_ops
 from nlfs.spaces.base import InvalidGenome, SearchSpace
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlfs.errors import DataError
-from nlfs.records import RunRecord
 from nlfs.stats._common import StatsError, TestResult
 from nlfs.stats.bootstrap import DEFAULT_RESAMPLES, ConfidenceInterval, bootstrap_mean_diff
 from nlfs.stats.correction import benjamini_hochberg, holm
 from nlfs.stats.effects import cliffs_delta, cohens_d_paired, cohens_d_pooled
 from nlfs.stats.paired import pair_by_seed, paired_t, wilcoxon_signed_rank
 from nlfs.stats.ranks import FriedmanResult, NemenyiResult, friedman, nemenyi
+from nlfs.stats.records import RunRecord
 from nlfs.stats.unpaired import mann_whitney_u, welch_t
 from nlfs.stats.wins import WinTieLoss, win_tie_loss
 

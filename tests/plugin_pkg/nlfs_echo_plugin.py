@@ -1,13 +1,13 @@
 """A third-party strategy: mutates the best trial told so far ("echoes" it), else samples.
 
-It uses only the public contract in ``nlfs.strategy``, as any external package would.
+It uses only the public contract in ``nlfs.search.strategy``, as any external package would.
 """
 
 from __future__ import annotations
 
 import random
 
-from nlfs.strategy import Proposal, Strategy, TrialRecord
+from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 
 
 class EchoStrategy(Strategy):

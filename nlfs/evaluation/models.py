@@ -1,9 +1,9 @@
 """Classifier architectures by name, initialised from an explicit ``torch.Generator``.
 
 Surrogates for the search (``tiny_cnn`` for ``micro``, ``small_cnn`` for ``quick``,
-``resnet9_preact`` for ``paper``) are written here; transfer architectures come from
-torchvision (always ``weights=None``: nothing downloads) or :mod:`nlfs.models_transfer`, adapted
-to the input's channel count and the dataset's class count.
+``resnet9_preact`` for ``paper``) are written here; transfer architectures come from torchvision
+(always ``weights=None``: nothing downloads) or :mod:`~nlfs.evaluation.models_transfer`, adapted to
+the input's channel count and the dataset's class count.
 
 Every model is constructed on the ``meta`` device (so construction draws nothing from the global
 generator) and then materialised and initialised by :func:`init_parameters` with the caller's
@@ -146,7 +146,7 @@ def _efficientnet_v2_s(in_channels: int, num_classes: int, dropout: float = 0.2,
 
 def _wide_resnet(in_channels: int, num_classes: int, dropout: float = 0.0,
                  **_: object) -> nn.Module:
-    from nlfs.models_transfer import WideResNet
+    from nlfs.evaluation.models_transfer import WideResNet
 
     return WideResNet(in_channels, num_classes, depth=16, widen=4, dropout=dropout)
 

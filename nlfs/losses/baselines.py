@@ -4,9 +4,9 @@ Names are what users type: ``cross_entropy``, ``label_smoothing`` (0.1), ``focal
 ``poly1`` (epsilon 1), ``baikal`` (GLO) and ``squared_error`` (on probabilities). Those that the
 operator set can express also carry their canonical expression; a test proves the compiled
 expression matches the module (to within the protected log's ``ln(p + 1e-7) - ln(p)`` where a
-module uses the exact log-softmax: cross-entropy, focal and poly1). :func:`loss_from_spec` turns
-a baseline name or an expression into a loss module, which is what the evaluator and transfer
-take.
+module uses the exact log-softmax: cross-entropy, focal and poly1).
+:func:`nlfs.screening.loss_from_spec` turns a baseline name or an expression into a loss module,
+which is what the evaluator and transfer take.
 
 References: Lin et al. 2017 (focal loss); Leng et al. 2022 (PolyLoss); Szegedy et al. 2016 (label
 smoothing); Gonzalez & Miikkulainen 2020 (GLO, the Baikal loss).
@@ -14,7 +14,6 @@ smoothing); Gonzalez & Miikkulainen 2020 (GLO, the Baikal loss).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlfs.compile import REDUCTIONS, ExpressionLoss, reduce_loss
 from nlfs.errors import ConfigError
-from nlfs.operators import EPS
+from nlfs.losses.compile import REDUCTIONS, reduce_loss
+from nlfs.losses.operators import EPS
 
 LABEL_SMOOTHING = 0.1
 FOCAL_GAMMA = 2.0
@@ -211,41 +210,3 @@ def baseline(name: str) -> Baseline:
 def get_loss(name: str, reduction: str = "mean") -> nn.Module:
     """The baseline loss module ``name`` with the given default reduction."""
     return baseline(name).factory(reduction=reduction)
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def loss_from_spec(spec: str, *, sign: float | None = None, reduction: str = "mean") -> nn.Module:
-    """A loss module from a baseline name or a canonical expression.
-
-    Args:
-        spec: a name from :data:`BASELINES` or an expression such as ``neg(mul(y, log(p)))``.
-        sign: the sign of an expression; None to take it from screening (the sign that makes
-            the loss fall as the true-class probability rises).
-        reduction: default batch reduction.
-
-    Raises:
-        ConfigError: an unknown name, or an expression that screening rejects (then pass
-            ``sign`` explicitly to use it anyway).
-        ParseError: an expression that does not parse.
-    """
-    spec = spec.strip()
-    if spec in BASELINES or spec in ALIASES:
-        return get_loss(spec, reduction)
-    if _NAME.fullmatch(spec) and spec not in ("y", "p"):
-        raise ConfigError(
-            f"unknown loss {spec!r}; known: {', '.join(BASELINES)}, "
-            "or an expression such as neg(mul(y, log(p)))"
-        )
-    from nlfs.screening import Screen  # screening imports spaces; keep this module light
-
-    if sign is None:
-        verdict = Screen(dedupe=False).check_tree(spec, record=False)
-        if not verdict.accepted:
-            raise ConfigError(
-                f"expression {verdict.expression} fails screening ({verdict.reason}); "
-                "pass an explicit sign to use it anyway"
-            )
-        sign = verdict.sign
-    return ExpressionLoss(spec, sign=sign, reduction=reduction)

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from nlfs.augment import Augmenter
-from nlfs.data import Split, load_dataset, make_split
 from nlfs.errors import ConfigError
-from nlfs.models import build_model, init_parameters
-from nlfs.profiles import Profile, load_profile
-from nlfs.results import EvalRequest, EvalResult, State
-from nlfs.training import Outcome, train
+from nlfs.evaluation.augment import Augmenter
+from nlfs.evaluation.data import Split, load_dataset, make_split
+from nlfs.evaluation.models import build_model, init_parameters
+from nlfs.evaluation.profiles import Profile, load_profile
+from nlfs.evaluation.results import EvalRequest, EvalResult, State
+from nlfs.evaluation.training import Outcome, train
 
 SPLITS = ("val", "test")
 _MESSAGE_CHARS = 500  # an error message longer than this is cut: it goes into trial records

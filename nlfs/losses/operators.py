@@ -191,7 +191,7 @@ def primitive_set(operators: tuple[str, ...] | None = None) -> gp.PrimitiveSet:
 
     Returns:
         A cached ``PrimitiveSet`` named ``"loss"`` whose two arguments are renamed ``y`` and ``p``.
-        Its primitives are never compiled (``gp.compile`` uses ``eval``); :mod:`nlfs.compile`
+        Its primitives are never compiled (``gp.compile`` uses ``eval``); :mod:`nlfs.losses.compile`
         evaluates trees directly.
     """
     names = tuple(OPERATORS) if operators is None else operators

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from nlfs.errors import ConfigError, NLFSError
-from nlfs.results import State
+from nlfs.evaluation.results import State
 from nlfs.spaces.base import InvalidGenome
 
 if TYPE_CHECKING:
-    from nlfs.screening import Screen
+    from nlfs.screening.screen import Screen
     from nlfs.spaces.base import SearchSpace
 
 ENTRY_POINT_GROUP = "nlfs.strategies"
@@ -190,7 +190,7 @@ class Strategy(ABC):
             for key, default in self.defaults.items()
         }
         if screen is None:
-            from nlfs.screening import Screen
+            from nlfs.screening.screen import Screen
 
             screen = Screen()
         self.space = space
@@ -317,7 +317,7 @@ def _load(ep: EntryPoint) -> type[Strategy]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise NLFSError(
             f"strategy plugin {ep.name!r} from {_origin(ep)} is not a subclass of "
-            "nlfs.strategy.Strategy"
+            "nlfs.search.strategy.Strategy"
         )
     return cls
 

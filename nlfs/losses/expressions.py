@@ -13,7 +13,7 @@ import re
 from deap import gp
 
 from nlfs.errors import NLFSError
-from nlfs.operators import CONSTANTS, OPERATORS, primitive_set
+from nlfs.losses.operators import CONSTANTS, OPERATORS, primitive_set
 
 MAX_CHARS = 20_000
 """Longest expression text the parser reads."""

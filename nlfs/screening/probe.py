@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from deap import gp
 
-from nlfs.compile import compile_elementwise
-from nlfs.operators import BIG
+from nlfs.losses.compile import compile_elementwise
+from nlfs.losses.operators import BIG
 
 CURVE_POINTS = 1000
 """Points of the two-class probe curve (the paper's 1000)."""

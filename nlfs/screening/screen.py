@@ -5,7 +5,7 @@ Checks, in order, each rejection counted under its :class:`Reason`:
 1. the expression uses both ``y`` and ``p`` (``missing_y``, ``missing_p``);
 2. the genome is valid in its space, e.g. its active graph is acyclic (``cyclic``, ``too_deep``,
    ``too_large``, ``not_representable``, ``invalid``; reported by ``space.validate``);
-3. the expression is finite on the probe (``non_finite``), see :mod:`nlfs.probe`;
+3. the expression is finite on the probe (``non_finite``), see :mod:`nlfs.screening.probe`;
 4. the two-class probe curve is not constant (``constant``), has at most 10 flat steps
    (``flat``) and is monotone or turns once away from q = 0.5 (``bad_shape``); the sign is fixed
    so the loss falls as the true-class probability rises;
@@ -27,8 +27,8 @@ from enum import StrEnum
 import numpy as np
 from deap import gp
 
-from nlfs import probe
-from nlfs.expr import canonical, expression_key, parse, terminals_used
+from nlfs.losses.expressions import canonical, expression_key, parse, terminals_used
+from nlfs.screening import probe
 from nlfs.spaces.base import Genome, InvalidGenome, SearchSpace
 
 
@@ -49,7 +49,7 @@ class Reason(StrEnum):
     CONSTANT = "constant"
     """The probe curve does not change at all."""
     FLAT = "flat"
-    """More than 10 flat steps on the probe curve (see :data:`nlfs.probe.FLAT_RTOL`)."""
+    """More than 10 flat steps on the probe curve (see :data:`nlfs.screening.probe.FLAT_RTOL`)."""
     SHAPE = "bad_shape"
     """More than one turning point, or one within +-0.01 of q = 0.5."""
     DUPLICATE = "duplicate"

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nlfs.results import State
+from nlfs.evaluation.results import State
+from nlfs.search.strategy import Candidate, TrialRecord
 from nlfs.storage import NOT_COUNTED, SURPLUS
-from nlfs.strategy import Candidate, TrialRecord
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:

@@ -38,8 +38,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.errors import NLFSError
-from nlfs.results import EvalRequest, EvalResult, State
-from nlfs.search_config import SearchConfig
+from nlfs.evaluation.results import EvalRequest, EvalResult, State
+from nlfs.search.config import SearchConfig
+from nlfs.search.trials import TrialCache, candidate_of, is_finished_work, record_of
 from nlfs.storage import (
     SURPLUS,
     Heartbeat,
@@ -50,7 +51,6 @@ from nlfs.storage import (
     worker_identity,
     worker_label,
 )
-from nlfs.trials import TrialCache, candidate_of, is_finished_work, record_of
 
 EvaluatorFactory = Callable[[str, SearchConfig], Any]
 """``factory(profile, config) -> evaluator`` with ``evaluate(list[EvalRequest])``."""
@@ -61,7 +61,7 @@ MAX_RACE_RETRIES = 20
 
 def default_evaluator(profile: str, config: SearchConfig):
     """The real evaluator for ``profile`` on the config's device and data folder."""
-    from nlfs.evaluator import Evaluator
+    from nlfs.evaluation.evaluator import Evaluator
 
     return Evaluator(profile, device=config.device, data_dir=config.data_dir, split="val")
 
@@ -73,8 +73,8 @@ def check_config(config: SearchConfig) -> None:
     Raises:
         ConfigError: with what was wrong and the valid choices.
     """
+    from nlfs.search.strategy import get_strategy
     from nlfs.spaces import get_space
-    from nlfs.strategy import get_strategy
 
     space = get_space(config.space, **config.space_options)
     get_strategy(config.strategy)(space, seed=config.seed, **config.strategy_options)
@@ -116,8 +116,8 @@ class SearchWorker:
         on_update: Callable[[SearchWorker], None] | None = None,
         on_result: Callable[[int, Any, EvalResult], None] | None = None,
     ) -> None:
+        from nlfs.search.strategy import get_strategy
         from nlfs.spaces import get_space
-        from nlfs.strategy import get_strategy
 
         self.study = study
         self.config = config
@@ -140,7 +140,7 @@ class SearchWorker:
 
     def start(self) -> None:
         """Recover dead workers' trials and replay storage into a fresh screen and strategy."""
-        from nlfs.screening import Screen
+        from nlfs.screening.screen import Screen
 
         self.recovered = recover_interrupted(self.study)
         finished, described = self.cache.sync()

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from deap import gp
 from torch import nn
 
-from nlfs.expr import canonical, parse
-from nlfs.operators import OPERATORS
+from nlfs.losses.expressions import canonical, parse
+from nlfs.losses.operators import OPERATORS
 
 Elementwise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 REDUCTIONS = ("mean", "sum", "none")

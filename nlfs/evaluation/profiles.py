@@ -22,17 +22,18 @@ class Profile:
 
     Attributes:
         name: the profile's name, recorded with every result.
-        dataset: dataset name (see :data:`nlfs.data.DATASETS`).
+        dataset: dataset name (see :data:`nlfs.evaluation.data.DATASETS`).
         train_size: train on a seeded subset of this many images (None: all that remain).
         val_size: size of the seeded held-out validation slice of the training set.
         test_size: evaluate on a seeded subset of the test set for ``split="test"`` (None: all).
         split_seed: seed of the validation slice and subsets; fixed per profile so every
             candidate is measured on the same images.
-        model: architecture name (see :func:`nlfs.models.model_names`).
+        model: architecture name (see :func:`nlfs.evaluation.models.model_names`).
         width: base channel count for the hand-written surrogates (tiny/small CNN, ResNet-9).
         dropout: dropout before the classifier (where the model has one).
         resolution: upscale images to this many pixels a side (None: native size).
-        augment: augmentation names joined by ``+`` (see :data:`nlfs.augment.AUGMENTATIONS`).
+        augment: augmentation names joined by ``+`` (see
+            :data:`nlfs.evaluation.augment.AUGMENTATIONS`).
         randaugment_ops: RandAugment's number of operations N.
         randaugment_magnitude: RandAugment's magnitude M (0 to 30).
         policy_groups: the batch is split into this many groups, each drawing its own

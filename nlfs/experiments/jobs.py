@@ -58,8 +58,8 @@ class Setting:
 class Cell:
     """One unit of work: train loss ``spec`` (signed by ``sign`` when an expression) with a seed.
 
-    ``sign`` is None for a baseline name (built by :func:`nlfs.losses.loss_from_spec`) and +-1
-    for an expression (built as an :class:`nlfs.compile.ExpressionLoss`).
+    ``sign`` is None for a baseline name (built by :func:`nlfs.screening.loss_from_spec`) and +-1
+    for an expression (built as an :class:`nlfs.losses.compile.ExpressionLoss`).
     """
 
     id: str
@@ -81,9 +81,9 @@ def check_names(*, models: Iterable[str] = (), datasets: Iterable[str] = (),
     Raises:
         ConfigError: an unknown architecture, dataset or augmentation.
     """
-    from nlfs.augment import parse_augment
-    from nlfs.data import DATASETS
-    from nlfs.models import model_names
+    from nlfs.evaluation.augment import parse_augment
+    from nlfs.evaluation.data import DATASETS
+    from nlfs.evaluation.models import model_names
 
     known = model_names()
     for model in models:

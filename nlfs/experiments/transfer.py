@@ -1,11 +1,11 @@
 """Transfer grids: losses against baselines across architectures, datasets and augmentations.
 
-The full grid (loss x arch x dataset x augment x seed) is one Optuna study of ``kind``
-"transfer" whose trials are the cells (see :mod:`nlfs.grid`); each cell trains one loss from
-scratch and scores it on the *test* split. Seeds are paired: the cells of one setting and seed
-differ only in the loss, and the evaluator derives initial weights and data order from the seed
-alone. The study's ``config_hash`` covers the training recipe, not the axes, so a grid can be
-extended later (another loss, more seeds) and only the new cells run.
+The full grid (loss x arch x dataset x augment x seed) is one Optuna study of ``kind`` "transfer"
+whose trials are the cells (:mod:`~nlfs.experiments.grid`); each cell trains one loss from scratch
+and scores it on the *test* split. Seeds are paired: the cells of one setting and seed differ only
+in the loss, and the evaluator derives initial weights and data order from the seed alone. The
+study's ``config_hash`` covers the training recipe, not the axes, so a grid can be extended later
+(another loss, more seeds) and only the new cells run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any
 
 import optuna
 
-from nlfs.cells import (
+from nlfs.config import build, config_hash, resolve_config
+from nlfs.errors import ConfigError
+from nlfs.experiments.jobs import (
     Cell,
     Setting,
     as_stored,
@@ -31,9 +33,7 @@ from nlfs.cells import (
     requeue_interrupted,
     with_steps,
 )
-from nlfs.config import build, config_hash, resolve_config
-from nlfs.errors import ConfigError
-from nlfs.losses import ALIASES
+from nlfs.losses.baselines import ALIASES
 
 KIND = "transfer"
 LABELS = {"cross_entropy": "ce"}
@@ -154,7 +154,7 @@ def resolve_losses(specs: Sequence[str], storage: Any = None) -> list[LossRef]:
         ConfigError: an unknown baseline, a bad expression, a missing study or trial, or two
             specs naming the same loss.
     """
-    from nlfs.losses import loss_from_spec
+    from nlfs.screening import loss_from_spec
 
     refs = []
     for raw in specs:
@@ -184,7 +184,7 @@ def check_axes(config: TransferConfig) -> None:
 
 def base_profile(config: TransferConfig):
     """The grid's profile with ``config.overrides`` applied and validated."""
-    from nlfs.profiles import Profile, load_profile
+    from nlfs.evaluation.profiles import Profile, load_profile
 
     base = load_profile(config.profile)
     if not config.overrides:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlfs.augment import Augmenter, mixed_loss
-from nlfs.data import Split
-from nlfs.profiles import Profile
-from nlfs.results import State
+from nlfs.evaluation.augment import Augmenter, mixed_loss
+from nlfs.evaluation.data import Split
+from nlfs.evaluation.profiles import Profile
+from nlfs.evaluation.results import State
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Export a found loss as a standalone PyTorch module that imports only torch.
 
 The generated file defines a ``torch.nn.Module`` with the ``F.cross_entropy(logits, target,
-reduction="mean")`` signature whose numerics equal :class:`nlfs.compile.ExpressionLoss`:
+reduction="mean")`` signature whose numerics equal :class:`nlfs.losses.compile.ExpressionLoss`:
 the same protected operators, the same output clamping and gradient cleaning. The code is
 produced from :data:`TORCH_CODE`, one torch template per operator, which mirrors the
-implementations in :mod:`nlfs.operators`; a test compares exported and compiled values for
+implementations in :mod:`nlfs.losses.operators`; a test compares exported and compiled values for
 every operator so the two cannot drift apart. Nothing is evaluated here: the module is text.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 from deap import gp
 
 from nlfs.errors import ConfigError
-from nlfs.expr import canonical, parse, to_latex, to_text
-from nlfs.operators import BIG, EPS, EXP_MAX, OPERATORS
+from nlfs.losses.expressions import canonical, parse, to_latex, to_text
+from nlfs.losses.operators import BIG, EPS, EXP_MAX, OPERATORS
 
 TORCH_CODE: dict[str, str] = {
     # unary: {0} is the operand (already passed through the gradient cleaner)
@@ -60,7 +60,7 @@ TORCH_CODE: dict[str, str] = {
     "div": "{0} / _safe_den({1})",
     "divsqrt": "{0} / torch.sqrt(1.0 + {1} * {1})",
 }
-"""Torch code of each operator of :mod:`nlfs.operators`, as a format string over operands."""
+"""Torch code of each operator of :mod:`nlfs.losses.operators`, as a format string over operands."""
 
 _PRELUDE = '''import torch
 import torch.nn.functional as F

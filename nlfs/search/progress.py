@@ -23,8 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from nlfs.search.trials import TrialCache, classify
 from nlfs.storage import storage_label
-from nlfs.trials import TrialCache, classify
 
 
 class ProgressDisplay:
@@ -84,7 +84,7 @@ class ProgressDisplay:
 
 
 def _rejections(user_attrs: Mapping[str, Any]) -> dict[str, int]:
-    from nlfs.study import total_rejections
+    from nlfs.search.runner import total_rejections
 
     return total_rejections(user_attrs)
 

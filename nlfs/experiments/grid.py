@@ -1,10 +1,10 @@
 """Grid workers: pull waiting cells of a grid study, train them, record the outcome.
 
-Any number of workers (``--workers K`` local processes, or ``nlfs worker`` anywhere) claim
-waiting cells (:mod:`nlfs.cells`), preferring the setting whose evaluator they already hold,
-and record on the trial ``best_acc``, ``final_acc``, ``fitness``, ``steps``, ``seconds``,
-``device`` and ``failure_kind`` (None when the training was ok, else the evaluator's state such
-as ``nan`` or ``diverged``; the trial is then FAIL). Only the evaluator trains.
+Any number of workers (``--workers K`` local processes, or ``nlfs worker`` anywhere) claim waiting
+cells (:mod:`~nlfs.experiments.jobs`), preferring the setting whose evaluator they already hold, and
+record on the trial ``best_acc``, ``final_acc``, ``fitness``, ``steps``, ``seconds``, ``device`` and
+``failure_kind`` (None when the training was ok, else the evaluator's state such as ``nan`` or
+``diverged``; the trial is then FAIL). Only the evaluator trains.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from nlfs.cells import SETTINGS_ATTR, Setting, requeue_interrupted
 from nlfs.errors import ConfigError, NLFSError
-from nlfs.results import EvalRequest, EvalResult
+from nlfs.evaluation.results import EvalRequest, EvalResult
+from nlfs.experiments.jobs import SETTINGS_ATTR, Setting, requeue_interrupted
 from nlfs.storage import INTERRUPTED
 
 
@@ -34,7 +34,7 @@ EvaluatorFactory = Callable[[Setting, str, "str | None", bool], CellEvaluator]
 
 
 class RealEvaluators:
-    """The default factory: :class:`nlfs.evaluator.Evaluator`, one per split, re-pointed at
+    """The default factory: :class:`~nlfs.evaluation.Evaluator`, one per split, re-pointed at
     each new setting's profile (it caches data by dataset and slice, models by architecture, so
     a worker that moves between settings loads each dataset once)."""
 
@@ -44,8 +44,8 @@ class RealEvaluators:
     def __call__(self, setting: Setting, device: str, data_dir: str | None,
                  download: bool) -> CellEvaluator:
         from nlfs.config import build
-        from nlfs.evaluator import Evaluator
-        from nlfs.profiles import Profile
+        from nlfs.evaluation.evaluator import Evaluator
+        from nlfs.evaluation.profiles import Profile
 
         profile = build(Profile, setting.profile, "grid setting")
         evaluator = self._by_split.get(setting.split)
@@ -62,10 +62,10 @@ class RealEvaluators:
 def build_loss(spec: str, sign: float | None):
     """The loss module of a cell: a baseline name, or an expression with its sign."""
     if sign is None:
-        from nlfs.losses import loss_from_spec
+        from nlfs.screening import loss_from_spec
 
         return loss_from_spec(spec)
-    from nlfs.compile import ExpressionLoss
+    from nlfs.losses.compile import ExpressionLoss
 
     return ExpressionLoss(spec, float(sign))
 

@@ -4,7 +4,7 @@ The best ``top`` completed candidates of a search study (distinct keys) are re-t
 stage; each stage is a variant of one evaluator profile (architecture, resolution, RandAugment
 magnitude, dropout, steps, ...) and keeps the ``keep[i]`` best by that stage's fitness; failed
 runs drop out. Results form their own study (``kind`` "eliminate"), one grid cell per stage and
-candidate (:mod:`nlfs.grid`), so the stages run with any number of workers and resume: a
+candidate (:mod:`nlfs.experiments.grid`), so the stages run with any number of workers and resume: a
 finished stage is never re-run.
 
 Optuna freezes a trial once it finishes, so the decision taken when a stage completes cannot be
@@ -24,7 +24,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nlfs.cells import (
+from nlfs.config import build, config_hash, resolve_config
+from nlfs.errors import ConfigError, NLFSError
+from nlfs.experiments.jobs import (
     Cell,
     Setting,
     as_stored,
@@ -36,8 +38,6 @@ from nlfs.cells import (
     requeue_interrupted,
     with_steps,
 )
-from nlfs.config import build, config_hash, resolve_config
-from nlfs.errors import ConfigError, NLFSError
 
 KIND = "eliminate"
 KEPT_ATTR = "kept"
@@ -182,7 +182,7 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
     The pool is chosen once, when the study is created, and stored with it, so a resume uses
     the same candidates even if the search has gone on meanwhile.
     """
-    from nlfs.profiles import load_profile
+    from nlfs.evaluation.profiles import load_profile
     from nlfs.storage import open_study, recover_interrupted
 
     base = load_profile(config.profile)

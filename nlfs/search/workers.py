@@ -17,17 +17,17 @@ from typing import Any
 import optuna
 
 from nlfs.errors import NLFSError
-from nlfs.progress import ProgressDisplay, summarize
-from nlfs.search_config import NOT_HASHED, SearchConfig, config_from_dict
-from nlfs.storage import load_existing_study, open_study, resolve_storage, storage_label
-from nlfs.study import (
+from nlfs.search.config import NOT_HASHED, SearchConfig, config_from_dict
+from nlfs.search.progress import ProgressDisplay, summarize
+from nlfs.search.runner import (
     EvaluatorFactory,
     SearchWorker,
     check_config,
     study_attrs,
     total_rejections,
 )
-from nlfs.trials import TrialCache
+from nlfs.search.trials import TrialCache
+from nlfs.storage import load_existing_study, open_study, resolve_storage, storage_label
 
 POLL_S = 0.5
 """How often the parent of K worker processes refreshes the progress bar (seconds)."""
@@ -174,7 +174,7 @@ def join_study(
 
     Dispatches on the study's ``kind`` user attribute: ``search`` runs :class:`SearchWorker`
     with the study's stored config (``device`` and ``data_dir`` may be overridden for this
-    machine); any other kind is handed to ``nlfs.grid.run_worker``.
+    machine); any other kind is handed to ``nlfs.experiments.grid.run_worker``.
 
     Returns:
         The search summary, or None for other kinds.
@@ -182,7 +182,7 @@ def join_study(
     study = load_existing_study(study_name, storage, runs_dir)
     kind = study.user_attrs.get("kind")
     if kind != "search":
-        grid = importlib.import_module("nlfs.grid")
+        grid = importlib.import_module("nlfs.experiments.grid")
         grid.run_worker(study_name, study._storage, device=device or "auto", data_dir=data_dir)
         return None
     config = config_from_dict(study.user_attrs["config"])
