@@ -177,6 +177,20 @@ def model_names() -> list[str]:
 
 
 @torch.no_grad()
+def _draw(param: torch.Tensor, init: Callable[..., torch.Tensor], *args, **kwargs) -> None:
+    """Fill ``param`` with ``init`` drawn into a contiguous tensor, then copied in.
+
+    In-place random fills follow the tensor's memory order, so drawing straight into
+    channels-last weights would give other values than the same seed gives contiguous ones: the
+    first candidate of a process (built contiguous, then converted) and every later one
+    (re-initialised in place) would start from different weights under one evaluation seed.
+    """
+    fresh = torch.empty(param.shape, dtype=param.dtype, device=param.device)
+    init(fresh, *args, **kwargs)
+    with torch.no_grad():
+        param.copy_(fresh)
+
+
 def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """(Re-)initialise every parameter and norm buffer of ``model`` from ``generator``.
 
@@ -192,14 +206,15 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
-                                        generator=generator)
+                _draw(module.weight, nn.init.kaiming_normal_, mode="fan_out",
+                      nonlinearity="relu", generator=generator)
             else:
-                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                _draw(module.weight, nn.init.kaiming_uniform_, a=math.sqrt(5),
+                      generator=generator)
             if module.bias is not None:
                 fan_in = module.weight[0].numel()
                 bound = 1.0 / math.sqrt(fan_in)
-                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+                _draw(module.bias, nn.init.uniform_, -bound, bound, generator=generator)
         elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
             if getattr(module, "weight", None) is not None:
                 nn.init.ones_(module.weight)
