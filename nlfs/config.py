@@ -19,10 +19,9 @@ from typing import Any, TypeVar
 
 from nlfs.errors import ConfigError
 
-CONFIG_DIR = Path(
-    os.environ.get("NLFS_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs")
-)
-"""Where named configurations live (``configs/`` of the checkout; override: NLFS_CONFIG_DIR)."""
+CONFIG_DIR = Path(os.environ.get("NLFS_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
+"""Where named configurations live: ``nlfs/configs``, which in the checkout is a link to the
+top-level ``configs/`` and in an installed package a copy of it (override: NLFS_CONFIG_DIR)."""
 
 T = TypeVar("T")
 
