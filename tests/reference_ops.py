@@ -1,6 +1,6 @@
 """Slow NumPy/SciPy reference of every operator, float64, used only by the tests.
 
-Written from the paper's operator list (design.md section 5) and the protection rules documented in
+Written from the paper's operator list (Morgan & Hougen 2024) and the protection rules documented in
 :mod:`~nlfs.losses.operators` (EPS 1e-7 in log, division, sqrt; exp/sinh/Bessel arguments clamped to
 +-80; every result cleaned of NaN/inf and clamped to +-1e30), independently of the torch code.
 """

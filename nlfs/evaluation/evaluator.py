@@ -1,6 +1,6 @@
 """The evaluator: trains candidate losses with a fidelity profile and returns result records.
 
-It is the only code that touches the accelerator (design.md section 3). It is long-lived: the
+It is the only code that touches the accelerator (docs/architecture.md). It is long-lived: the
 dataset is loaded once per process and kept on the device; the model of a profile is built once
 and re-initialised from each candidate's seed (identical to building it anew, and it lets
 ``torch.compile`` reuse its graph). Seeds are paired: a seed fixes the initial weights, the data

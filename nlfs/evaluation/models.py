@@ -89,7 +89,7 @@ class PreActBlock(nn.Module):
 
 class ResNet9PreAct(nn.Module):
     """The paper's surrogate: stem conv ``width``, residual stages 2x and 4x ``width``, swish,
-    global pool and dropout (design.md section 5: widths 8, 16, 32 and dropout 0.5)."""
+    global pool and dropout (the reference paper: widths 8, 16, 32 and dropout 0.5)."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 8,
                  dropout: float = 0.5) -> None:

@@ -1,6 +1,6 @@
 """Fidelity profiles: every number of the training recipe, read from ``configs/profiles/``.
 
-A profile is a named configuration, not a code path (design.md section 3): ``micro`` trains in
+A profile is a named configuration, not a code path (docs/architecture.md): ``micro`` trains in
 seconds on a laptop CPU, ``quick`` in about a minute, ``paper`` is the paper's surrogate (section
 5) for a GPU. Transfer and elimination derive variants with ``dataclasses.replace(profile,
 model=..., dataset=..., augment=..., steps=..., resolution=...)``; the evaluator rebuilds whatever

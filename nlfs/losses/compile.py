@@ -1,6 +1,6 @@
 """Compile a loss expression into a torch loss with the ``F.cross_entropy`` call signature.
 
-Contract (design.md section 3): ``p = softmax(logits)``, ``y = one_hot(target)``, the expression
+Contract (docs/architecture.md): ``p = softmax(logits)``, ``y = one_hot(target)``, the expression
 is evaluated elementwise on ``[batch, classes]``, summed over classes, reduced over the batch
 (mean by default) and multiplied by the sign fixed at screening.
 """
