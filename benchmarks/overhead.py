@@ -29,7 +29,7 @@ from nlfs.evaluation.results import EvalRequest, EvalResult, State
 from nlfs.search.config import load_search_config
 from nlfs.search.runner import SearchWorker, study_attrs
 from nlfs.spaces import get_space
-from nlfs.storage import open_study, resolve_storage
+from nlfs.storage import open_study, quiet_optuna, resolve_storage
 
 
 class InstantEvaluator:
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--stored", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--eval-seconds", type=float, help="skip measuring micro; use this")
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     eval_s = args.eval_seconds if args.eval_seconds is not None else micro_seconds()
     print(f"micro evaluation: {eval_s:.2f} s per candidate (2% = {20 * eval_s:.0f} ms)")
     print(f"{'stored':>7} {'fill s':>7} {'replay s':>9} {'runner ms/trial':>16} "

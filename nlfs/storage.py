@@ -9,6 +9,10 @@ Every trial records the worker that runs it (``worker``: host, pid and a start t
 that starts later can tell a trial whose worker died (its pid is gone on this host, or, on an RDB
 storage, its heartbeat stopped) from one that is still running, fail it with failure kind
 ``interrupted`` and evaluate its candidate again.
+
+The rest of NLFS reaches Optuna internals only through names of this module (``study_storage``,
+``study_id_of``, ``trial_id_of``, ``Heartbeat``, ``ScoredTPESampler``, ...); their
+implementations live in :mod:`nlfs.optuna_compat`, which nothing else imports.
 """
 
 from __future__ import annotations
@@ -29,12 +33,18 @@ from optuna.exceptions import (
     UpdateFinishedTrialError,
 )
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, fail_stale_trials
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState
 
+from nlfs import optuna_compat
 from nlfs.errors import ConfigError
+from nlfs.optuna_compat import (
+    ScoredTPESampler,
+    quiet_in_memory_study,
+    study_id_of,
+    study_storage,
+    trial_id_of,
+)
 
 HEARTBEAT_INTERVAL_S = 60
 """How often a worker on an RDB storage records that it is alive (seconds)."""
@@ -52,6 +62,11 @@ _HOST = socket.gethostname()
 _TOKEN = uuid.uuid4().hex[:8]
 
 
+def quiet_optuna() -> None:
+    """Keep Optuna's INFO lines (one per trial and per study) out of the command's output."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def worker_identity() -> dict[str, Any]:
     """This process as a trial attribute: host, pid and a token unique to this process start."""
     return {"host": _HOST, "pid": os.getpid(), "token": _TOKEN}
@@ -64,13 +79,11 @@ def worker_label() -> str:
 
 def storage_label(storage: BaseStorage) -> str:
     """A human-readable description of a storage (path of a journal file or the URL)."""
-    backend = getattr(storage, "_backend", None)
-    path = getattr(backend, "_file_path", None)
-    if path is not None:
-        return str(path)
-    backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage
-    url = getattr(backend, "url", None)
-    return str(url) if url is not None else type(storage).__name__
+    return (
+        optuna_compat.journal_file_path(storage)
+        or optuna_compat.rdb_url(storage)
+        or type(storage).__name__
+    )
 
 
 def resolve_storage(
@@ -119,22 +132,36 @@ def resolve_storage(
 
 
 def load_existing_study(
-    study_name: str, storage: str | None, runs_dir: str | os.PathLike = "runs"
+    study_name: str,
+    storage: str | BaseStorage | None,
+    runs_dir: str | os.PathLike = "runs",
 ) -> optuna.Study:
-    """Load a study that must already exist (for ``best``, ``export``, ``worker``).
+    """Load a study that must already exist; the one loader of every command that reads one.
 
-    Unlike :func:`resolve_storage` this never creates an empty journal file.
+    Unlike :func:`resolve_storage` this never creates an empty journal file for a typo.
+
+    Args:
+        study_name: the study.
+        storage: as for :func:`resolve_storage` (None: ``<runs_dir>/<study_name>.journal``), or
+            an open storage object.
+        runs_dir: folder of default journal files.
 
     Raises:
-        ConfigError: no such journal file or no such study in the storage.
+        ConfigError: no such journal file, or no such study in the storage (one line naming
+            the storage, and the studies it holds).
     """
-    if storage is None or "://" not in storage:
-        path = Path(storage).expanduser() if storage else Path(runs_dir) / f"{study_name}.journal"
-        if not path.is_file():
-            raise ConfigError(
-                f"no study storage at {path}; run `nlfs search` first or pass --storage"
-            )
-    resolved = resolve_storage(storage, study_name, runs_dir)
+    if isinstance(storage, BaseStorage):
+        resolved = storage
+    else:
+        if storage is None or "://" not in storage:
+            path = Path(storage or Path(runs_dir) / f"{study_name}.journal").expanduser()
+            if not path.is_file():
+                raise ConfigError(
+                    f"no study named {study_name!r} in {path}: the file does not exist; create "
+                    "the study first (`nlfs search`, `nlfs transfer`, `nlfs eliminate`) or pass "
+                    "--storage where it was stored"
+                )
+        resolved = resolve_storage(storage, study_name, runs_dir)
     try:
         return optuna.load_study(study_name=study_name, storage=resolved)
     except KeyError:
@@ -206,41 +233,16 @@ def open_study(
     return study
 
 
-def _journal_append(storage: BaseStorage, op: int, logs: list[dict[str, Any]]) -> bool:
-    """Append several journal records in one locked, fsynced write; False if not a journal.
-
-    Optuna's JournalStorage writes (and fsyncs) one record per attribute; a trial has about
-    fifteen, which made the journal the runner's largest cost. The records written here are
-    exactly those ``set_trial_user_attr`` / ``set_study_user_attr`` write, so every Optuna
-    reader replays them unchanged. Relies on JournalStorage internals; any mismatch falls back
-    to the public one-at-a-time calls.
-    """
-    if not isinstance(storage, JournalStorage):
-        return False
-    try:
-        lock, backend = storage._thread_lock, storage._backend
-        replay = storage._replay_result
-        worker_id = replay.worker_id
-    except AttributeError:
-        return False
-    with lock:
-        backend.append_logs([{"op_code": op, "worker_id": worker_id, **log} for log in logs])
-        storage._sync_with_backend()
-    return True
-
-
 def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
     """Set several user attributes of a trial (one journal write where possible)."""
-    logs = [{"trial_id": trial_id, "user_attr": {k: v}} for k, v in attrs.items()]
-    if not _journal_append(storage, JournalOperation.SET_TRIAL_USER_ATTR, logs):
+    if not optuna_compat.append_trial_user_attrs(storage, trial_id, attrs):
         for key, value in attrs.items():
             storage.set_trial_user_attr(trial_id, key, value)
 
 
 def set_study_user_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
     """Set several user attributes of a study (one journal write where possible)."""
-    logs = [{"study_id": study._study_id, "user_attr": {k: v}} for k, v in attrs.items()]
-    if not _journal_append(study._storage, JournalOperation.SET_STUDY_USER_ATTR, logs):
+    if not optuna_compat.append_study_user_attrs(study_storage(study), study_id_of(study), attrs):
         for key, value in attrs.items():
             study.set_user_attr(key, value)
 
@@ -270,9 +272,9 @@ def _worker_dead(worker: Any) -> bool:
 
 def mark_interrupted(study: optuna.Study, number: int, trial_id: int | None = None) -> bool:
     """Fail a RUNNING trial with failure kind ``interrupted``; False if it already finished."""
-    storage = study._storage
+    storage = study_storage(study)
     if trial_id is None:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
     try:
         set_trial_user_attrs(storage, trial_id, {"failure_kind": INTERRUPTED, "state": INTERRUPTED})
         return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
@@ -289,25 +291,26 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
     ``fail_stale_trials`` fails trials whose heartbeat stopped; they get the failure kind too.
     The runner evaluates the candidates of these trials again.
     """
-    storage = study._storage
+    storage = study_storage(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     recovered = []
     for trial in running:
         if _worker_dead(trial.user_attrs.get("worker")) and mark_interrupted(
-            study, trial.number, trial._trial_id
+            study, trial.number, trial_id_of(trial)
         ):
             recovered.append(trial.number)
-    if is_heartbeat_enabled(storage):
+    if optuna_compat.heartbeat_enabled(storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             fail_stale_trials(study)
         for trial in running:
             if trial.number in recovered:
                 continue
-            now = storage.get_trial(trial._trial_id)
+            now = storage.get_trial(trial_id_of(trial))
             if now.state == TrialState.FAIL and now.user_attrs.get("failure_kind") is None:
-                storage.set_trial_user_attr(trial._trial_id, "failure_kind", INTERRUPTED)
-                storage.set_trial_user_attr(trial._trial_id, "state", INTERRUPTED)
+                set_trial_user_attrs(
+                    storage, trial_id_of(trial), {"failure_kind": INTERRUPTED, "state": INTERRUPTED}
+                )
                 recovered.append(trial.number)
     return sorted(recovered)
 
@@ -316,7 +319,7 @@ class Heartbeat:
     """Records an RDB storage heartbeat for one trial while it runs (no-op for journals)."""
 
     def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        self._thread = get_heartbeat_thread(trial_id, study._storage)
+        self._thread = optuna_compat.heartbeat_thread(trial_id, study_storage(study))
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -333,14 +336,20 @@ __all__ = [
     "NOT_COUNTED",
     "SURPLUS",
     "Heartbeat",
+    "ScoredTPESampler",
     "load_existing_study",
     "mark_interrupted",
     "open_study",
+    "quiet_in_memory_study",
+    "quiet_optuna",
     "recover_interrupted",
     "resolve_storage",
     "set_study_user_attrs",
     "set_trial_user_attrs",
     "storage_label",
+    "study_id_of",
+    "study_storage",
+    "trial_id_of",
     "worker_identity",
     "worker_label",
 ]

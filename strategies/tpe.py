@@ -6,7 +6,6 @@ Bergstra, Bardenet, Bengio and Kegl, "Algorithms for Hyper-Parameter Optimizatio
 
 from __future__ import annotations
 
-import logging
 import random
 import warnings
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from optuna.trial import TrialState
 from nlfs.errors import NLFSError
 from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 from nlfs.spaces.base import InvalidGenome
+from nlfs.storage import ScoredTPESampler, quiet_in_memory_study
 
 _INNER_STUDY = "nlfs-tpe"
 
@@ -29,15 +29,15 @@ def _params_key(params: Any) -> tuple:
     return tuple(sorted(params.items()))
 
 
-class _FixedSpaceTPE(optuna.samplers.TPESampler):
+class _FixedSpaceTPE(ScoredTPESampler):
     """TPE told its fixed search space, scoring encodings the space cannot decode as -inf.
 
     The encoding never changes, and a fresh sampler per ask would otherwise recompute the
     intersection of all trials' distributions each time (linear in the trials told). Most
     random points of the ``cell`` encoding are invalid graphs (no path to ``y`` or ``p``,
     cycles); ruling them out among TPE's ``n_ei_candidates`` costs microseconds each, where a
-    rejected proposal costs a whole new TPE sample. Both hooks are Optuna's sampler methods;
-    the second is internal to TPESampler, so a changed Optuna only loses the speed-up.
+    rejected proposal costs a whole new TPE sample. The first hook is Optuna's sampler method;
+    the second is :class:`nlfs.storage.ScoredTPESampler`'s, over TPE's internal scoring.
     """
 
     def __init__(
@@ -53,8 +53,8 @@ class _FixedSpaceTPE(optuna.samplers.TPESampler):
     def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
         return dict(self._fixed)
 
-    def _compute_acquisition_func(self, samples, mpe_below, mpe_above) -> np.ndarray:
-        values = np.array(super()._compute_acquisition_func(samples, mpe_below, mpe_above))
+    def adjust_scores(self, samples, scores: np.ndarray) -> np.ndarray:
+        values = np.array(scores)
         for i in range(values.size):
             point = {
                 name: self._fixed[name].to_external_repr(column[i])
@@ -100,17 +100,9 @@ class TPEStrategy(Strategy):
         self._constants = {
             name: d.choices[0] for name, d in self._distributions.items() if d.single()
         }
-        self._storage = optuna.storages.InMemoryStorage()
-        # The in-memory storage announces every new study at INFO; this one is private.
-        announcer = logging.getLogger("optuna.storages._in_memory")
-        level = announcer.level
-        announcer.setLevel(logging.WARNING)
-        try:
-            self._study_id = self._storage.create_new_study(
-                directions=[StudyDirection.MAXIMIZE], study_name=_INNER_STUDY
-            )
-        finally:
-            announcer.setLevel(level)
+        self._storage, self._study_id = quiet_in_memory_study(
+            _INNER_STUDY, StudyDirection.MAXIMIZE
+        )
         self._study: optuna.Study | None = None
         self._asking: int | None = None  # the k whose proposals are in _trying
         self._trying: list[tuple[int, dict[str, Any]]] = []  # (inner trial id, params)

@@ -44,3 +44,14 @@ def test_input_errors_are_one_line_with_exit_code_2():
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("Error: unknown loss 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_each_command_lives_in_a_module_named_after_it():
+    """``nlfs NAME`` is the click command ``NAME`` of ``nlfs/cli/NAME.py``."""
+    import click
+
+    ctx = click.Context(cli)
+    for name, (module, _) in COMMANDS.items():
+        assert module == f"nlfs.cli.{name}"
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name

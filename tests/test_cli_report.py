@@ -86,4 +86,5 @@ def test_report_from_transfer_study(tmp_path, monkeypatch, capsys):
 def test_missing_study_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(monkeypatch, capsys, "--study", "nope", "--out", "o")
-    assert code == 2 and "no study 'nope'" in err
+    assert code == 2 and "no study named 'nope' in runs/nope.journal" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

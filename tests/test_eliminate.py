@@ -13,7 +13,6 @@ from nlfs.errors import ConfigError
 from nlfs.evaluation.profiles import load_profile
 from nlfs.evaluation.results import EvalResult, State
 from nlfs.experiments.eliminate import (
-    funnel,
     load_elimination_config,
     open_elimination,
     records,
@@ -21,6 +20,7 @@ from nlfs.experiments.eliminate import (
     stage_profile,
     top_candidates,
 )
+from nlfs.experiments.funnel import funnel_from_study
 from nlfs.experiments.grid import run_worker
 from nlfs.experiments.jobs import check_names
 from nlfs.storage import open_study, resolve_storage
@@ -89,7 +89,7 @@ def run(tmp_path, search, *, fail_on=None, log=None, stop_after=None, keep="3, 2
     log = [] if log is None else log
     stages_run = []
 
-    def run_stage(index, cells):
+    def run_stage(index, jobs):
         if stop_after is not None and index >= stop_after:
             raise KeyboardInterrupt
         stages_run.append(index)
@@ -121,7 +121,10 @@ def test_each_stage_keeps_the_configured_best(tmp_path, search):
         survivors = [r["key"] for r in ranked[:keep]]
         assert sorted(r["key"] for r in runs if r["kept"]) == sorted(survivors)
     assert finalists == survivors
-    assert [f["kept"] for f in funnel(study)] == [3, 2, 1]
+    funnel = funnel_from_study(study)
+    assert [(s.ran, s.kept) for s in funnel.stages] == [(5, 3), (3, 2), (2, 1)]
+    assert [s.candidate for s in funnel.survivors] == [
+        next(c.expression for c in pool if c.key == finalists[0])]
     assert {"candidate", "sign", "source_trial", "best_acc", "final_acc"} <= set(rows[0])
 
 

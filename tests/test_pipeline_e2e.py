@@ -63,7 +63,7 @@ def test_eliminate_transfer_report(tmp_path, monkeypatch):
     losses = ",".join(["ce", *elim["transfer_losses"]])
     out = _invoke("transfer", "--config", str(PROFILES / "nano_transfer.toml"), "--losses",
                   losses, "--study", "t", "--device", "cpu", "--json")
-    assert out["cells"] == 4 and len(out["results"]) == 4
+    assert out["jobs"] == 4 and len(out["results"]) == 4
     study = optuna.load_study(study_name="t", storage=resolve_storage(None, "t"))
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state is TrialState.COMPLETE for t in trials)

@@ -88,16 +88,16 @@ def test_missing_file_is_a_data_error(tmp_path):
 def _transfer_study() -> optuna.Study:
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("kind", "transfer")
-    cells = [("ce", 0, 0.8, 0.82, "ok"), ("ce", 1, 0.81, 0.83, None), ("focal", 0, None, None,
-                                                                        "nan")]
-    for loss, seed, final, best, kind in cells:
+    jobs = [("ce", 0, 0.8, 0.82, "ok"), ("ce", 1, 0.81, 0.83, None), ("focal", 0, None, None,
+                                                                       "nan")]
+    for loss, seed, final, best, kind in jobs:
         trial = study.ask()
         for key, value in dict(loss=loss, arch="cnn", dataset="fmnist", augment="none", seed=seed,
                                best_acc=best, final_acc=final, seconds=1.0,
                                failure_kind=kind).items():
             trial.set_user_attr(key, value)
         study.tell(trial, final if final is not None else 0.0)
-    study.ask()  # a cell still running
+    study.ask()  # a job still running
     return study
 
 
@@ -117,18 +117,34 @@ def test_records_from_study_refuses_other_kinds():
         records_from_study(study)
 
 
-def test_interrupted_cell_rerun_counts_once():
-    """A cell whose first trial was interrupted and whose re-run completed is one record."""
+def _job_trials(study, *outcomes):
+    """One job's trials, in order: ``(failure_kind, final_acc)``; a final_acc completes it."""
+    job = dict(job="c1", loss="ce", arch="cnn", dataset="fmnist", augment="none", seed=0)
+    for kind, final in outcomes:
+        trial = study.ask()
+        for key, value in {**job, "failure_kind": kind, "final_acc": final}.items():
+            trial.set_user_attr(key, value)
+        if final is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, final)
+
+
+@pytest.mark.parametrize("outcomes, expected", [
+    # interrupted, then re-run to completion: one job, one result
+    ([("interrupted", None), (None, 0.7)], (0, 0, 0.7)),
+    # a result, then a failed duplicate run (two workers raced): the result stands
+    ([(None, 0.7), ("nan", None)], (0, 0, 0.7)),
+    # a failure is a result too, unless the work was never done (no kind, interrupted)
+    ([("nan", None)], (1, 0, None)),
+    ([("interrupted", None), (None, None)], (0, 1, None)),
+])
+def test_each_job_counts_once_by_its_settling_trial(outcomes, expected):
+    """Records follow the one rule of which trial settles a grid job."""
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("kind", "transfer")
-    cell = dict(cell="c1", loss="ce", arch="cnn", dataset="fmnist", augment="none", seed=0)
-    first = study.ask()
-    for key, value in {**cell, "failure_kind": "interrupted"}.items():
-        first.set_user_attr(key, value)
-    study.tell(first, state=optuna.trial.TrialState.FAIL)
-    second = study.ask()
-    for key, value in {**cell, "failure_kind": None, "final_acc": 0.7, "best_acc": 0.75}.items():
-        second.set_user_attr(key, value)
-    study.tell(second, 0.7)
+    _job_trials(study, *outcomes)
     got = records_from_study(study)
-    assert (got.failed, got.unfinished, len(got.records)) == (0, 0, 2)
+    values = [r.value for r in got.records if r.metric == TEST_ACC]
+    assert (got.failed, got.unfinished, values[0] if values else None) == expected
+    assert len(values) <= 1

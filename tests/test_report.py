@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 
 import numpy as np
@@ -55,6 +56,14 @@ def written(tmp_path_factory):
     return records, report, folder / "out", files
 
 
+def strict_json(text: str):
+    """Parse JSON as the standard has it: NaN and Infinity (which ``json.loads`` accepts) fail."""
+    def refuse(token: str):
+        raise ValueError(f"not strict JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def group(records, setting, loss):
     return np.array([r.value for r in sorted(records, key=lambda r: r.seed)
                      if (r.arch, r.dataset, r.augment) == setting and r.loss == loss])
@@ -70,7 +79,7 @@ def test_every_format_is_written(written):
 
 def test_json_numbers_equal_the_stats_functions(written):
     records, _, out, _ = written
-    data = json.loads((out / "report.json").read_text())
+    data = strict_json((out / "report.json").read_text())
     assert data["baseline"] == "cross_entropy" and data["losses"] == list(LOSSES)
     comps = data["comparisons"]
     assert len(comps) == len(SETTINGS) * (len(LOSSES) - 1)
@@ -140,7 +149,23 @@ def test_json_only_writes_no_figures(tmp_path):
     report = build_report(synthetic_records(), source="memory", resamples=200)
     files = write_report(report, tmp_path, ["json"])
     assert files == [tmp_path / "report.json"] and not (tmp_path / "figures").exists()
-    json.loads(files[0].read_text())  # strict JSON: no NaN tokens
+    strict_json(files[0].read_text())
+
+
+def test_json_stays_strict_when_statistics_are_undefined(tmp_path):
+    """Identical runs make t statistics and Cohen's d NaN and Iman-Davenport F infinite; the
+    JSON writes them as null."""
+    records = [RunRecord(loss, "cnn", "fmnist", augment, seed, "test_acc",
+                         0.91 if loss == "focal" else 0.9)
+               for loss in LOSSES for augment in ("none", "flip") for seed in range(4)]
+    report = build_report(records, source="memory", resamples=200)
+    a = report.analysis
+    assert all(math.isnan(c.cohens_d) and math.isnan(c.t_test.statistic) for c in a.comparisons)
+    assert math.isinf(a.friedman.iman_davenport)
+    (path,) = write_report(report, tmp_path, ["json"])
+    data = strict_json(path.read_text())
+    assert data["friedman"]["iman_davenport"] is None
+    assert [c["cohens_d"] for c in data["comparisons"]] == [None] * len(a.comparisons)
 
 
 def test_parse_formats_refuses_unknown():
@@ -149,7 +174,8 @@ def test_parse_formats_refuses_unknown():
         parse_formats("md,pdf")
 
 
-def _elimination_study(kept_on_trial: bool) -> optuna.Study:
+def _elimination_study(decided: int = 2) -> optuna.Study:
+    """Two stages stored as ``nlfs eliminate`` stores them; the first ``decided`` are decided."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("kind", "eliminate")
@@ -158,32 +184,32 @@ def _elimination_study(kept_on_trial: bool) -> optuna.Study:
     for stage, cands in plan.items():
         for i, cand in enumerate(cands):
             trial = study.ask()
-            attrs = {"stage": stage, "candidate": f"mul(y, {cand})", "key": cand,
-                     "fitness": 0.5 + 0.1 * i, "failure_kind": None}
-            if kept_on_trial:
-                attrs["kept"] = cand in keep[stage]
+            attrs = {"job": f"{stage}|{cand}", "stage": stage, "candidate": f"mul(y, {cand})",
+                     "key": cand, "fitness": 0.5 + 0.1 * i, "failure_kind": None}
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
             study.tell(trial, attrs["fitness"])
-    if not kept_on_trial:
-        study.set_user_attr("kept", {str(s): sorted(k) for s, k in keep.items()})
+    study.set_user_attr("kept", {str(s): sorted(keep[s]) for s in range(decided)})
     return study
 
 
-@pytest.mark.parametrize("kept_on_trial", [True, False])
-def test_funnel_counts_stages_and_survivors(kept_on_trial):
-    funnel = funnel_from_study(_elimination_study(kept_on_trial))
-    assert [(s.ran, s.kept) for s in funnel.stages] == [(4, 2), (2, 1)]
-    assert [s.candidate for s in funnel.survivors] == ["mul(y, b)"]
-    assert funnel.survivors[0].fitness == pytest.approx(0.6)
+@pytest.mark.parametrize("decided, kept, survivors", [
+    (2, [2, 1], [("mul(y, b)", 0.6)]),
+    (1, [2, None], [("mul(y, b)", 0.6), ("mul(y, a)", 0.5)]),  # the last decided stage's
+])
+def test_funnel_counts_stages_and_survivors(decided, kept, survivors):
+    funnel = funnel_from_study(_elimination_study(decided))
+    assert [(s.ran, s.kept) for s in funnel.stages] == list(zip([4, 2], kept, strict=True))
+    assert [(s.candidate, s.fitness) for s in funnel.survivors] == [
+        (c, pytest.approx(f)) for c, f in survivors]
 
 
 def test_report_with_funnel_renders_it(tmp_path):
-    funnel = funnel_from_study(_elimination_study(True))
+    funnel = funnel_from_study(_elimination_study())
     one_setting = [r for r in synthetic_records() if (r.arch, r.augment) == ("cnn", "none")]
     report = build_report(one_setting, source="memory", resamples=200, funnel=funnel)
     write_report(report, tmp_path, ["md", "json"])
     md = (tmp_path / "report.md").read_text()
     assert "Elimination funnel" in md and "mul(y, b)" in md and "figures/funnel.png" in md
-    data = json.loads((tmp_path / "report.json").read_text())
+    data = strict_json((tmp_path / "report.json").read_text())
     assert data["funnel"]["survivors"][0]["candidate"] == "mul(y, b)"

@@ -16,12 +16,15 @@ from nlfs.errors import ConfigError
 from nlfs.storage import (
     load_existing_study,
     open_study,
+    quiet_optuna,
     recover_interrupted,
     resolve_storage,
+    study_id_of,
+    study_storage,
     worker_identity,
 )
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+quiet_optuna()
 ATTRS = {"kind": "search", "config_hash": "abc", "config": {"seed": 0, "profile": "micro"}}
 
 
@@ -75,8 +78,9 @@ def _running(study, worker) -> int:
         datetime_complete=None, params={}, distributions={}, user_attrs={"worker": worker},
         system_attrs={}, intermediate_values={}, trial_id=-1,
     )
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return study._storage.get_trial_number_from_id(trial_id)
+    storage = study_storage(study)
+    trial_id = storage.create_new_trial(study_id_of(study), template_trial=template)
+    return storage.get_trial_number_from_id(trial_id)
 
 
 def test_only_trials_of_dead_workers_are_recovered_as_interrupted(tmp_path):

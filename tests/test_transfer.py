@@ -19,10 +19,10 @@ from nlfs.experiments.grid import run_worker
 from nlfs.experiments.transfer import (
     TransferConfig,
     base_profile,
-    cell_profile,
     check_axes,
+    job_profile,
     load_transfer_config,
-    plan_cells,
+    plan_jobs,
     prepare,
     resolve_losses,
     results,
@@ -105,18 +105,18 @@ def test_shipped_cpu_grid_is_valid():
 
 
 def test_plan_pairs_seeds_across_losses():
-    """Every (setting, seed) has one cell per loss, all with the same setting and seed."""
+    """Every (setting, seed) has one job per loss, all with the same setting and seed."""
     config = dataclasses.replace(load_transfer_config(NANO_GRID), archs=("tiny_cnn", "small_cnn"),
                                  augment=("none", "flipcrop"), seeds=3)
     refs = resolve_losses(config.losses)
-    cells = plan_cells(config, refs, base_profile(config))
-    assert len(cells) == 2 * 2 * 3 * len(refs)
-    assert len({c.id for c in cells}) == len(cells)
+    jobs = plan_jobs(config, refs, base_profile(config))
+    assert len(jobs) == 2 * 2 * 3 * len(refs)
+    assert len({c.id for c in jobs}) == len(jobs)
     groups: dict[tuple, set] = {}
-    for cell in cells:
-        groups.setdefault((cell.setting.id, cell.seed), set()).add(cell.attrs["loss"])
-        assert cell.setting.split == "test"
-        assert cell.setting.profile["model"] == cell.attrs["arch"]
+    for job in jobs:
+        groups.setdefault((job.setting.id, job.seed), set()).add(job.attrs["loss"])
+        assert job.setting.split == "test"
+        assert job.setting.profile["model"] == job.attrs["arch"]
     assert all(losses == {"ce", "focal"} for losses in groups.values())
     assert len(groups) == 2 * 2 * 3
 
@@ -124,7 +124,7 @@ def test_plan_pairs_seeds_across_losses():
 def test_epochs_become_steps():
     config = dataclasses.replace(load_transfer_config(NANO_GRID), steps=None, epochs=2.0)
     base = base_profile(config)
-    profile = cell_profile(base, config, "tiny_cnn", "fashion-mnist", "none")
+    profile = job_profile(base, config, "tiny_cnn", "fashion-mnist", "none")
     assert profile.steps == -(-2 * base.train_size // base.batch_size)
 
 
@@ -148,7 +148,7 @@ def test_same_seed_same_initial_weights_and_batch_across_losses():
     from nlfs.screening import loss_from_spec
 
     config = load_transfer_config(NANO_GRID)
-    profile = dataclasses.replace(cell_profile(base_profile(config), config, "tiny_cnn",
+    profile = dataclasses.replace(job_profile(base_profile(config), config, "tiny_cnn",
                                                "fashion-mnist", "none"), steps=2)
     evaluator = Evaluator(profile, device="cpu", split="test")
     losses = [RecordingLoss(loss_from_spec(n)) for n in ("cross_entropy", "focal", "focal")]
@@ -167,15 +167,15 @@ class FakeTestEvaluator:
                 for r in requests]
 
 
-def test_rerun_enqueues_only_missing_cells_and_extends(tmp_path):
-    """A second run adds nothing; a grid with one more seed adds only that seed's cells."""
+def test_rerun_enqueues_only_missing_jobs_and_extends(tmp_path):
+    """A second run adds nothing; a grid with one more seed adds only that seed's jobs."""
     path = str(tmp_path / "t.journal")
     storage = resolve_storage(path, "t")
     config = load_transfer_config(NANO_GRID)
     refs = resolve_losses(config.losses)
     study, total, added = prepare("t", storage, config, refs)
     assert total == added == 4
-    run_worker("t", path, evaluator_factory=FakeTestEvaluator, max_cells=1)
+    run_worker("t", path, evaluator_factory=FakeTestEvaluator, max_jobs=1)
     assert prepare("t", storage, config, refs)[2] == 3
     assert len(study.get_trials()) == 4  # nothing was enqueued twice
     run_worker("t", path, evaluator_factory=FakeTestEvaluator)
@@ -192,7 +192,8 @@ def test_rerun_enqueues_only_missing_cells_and_extends(tmp_path):
 
 def test_missing_source_study_creates_no_journal(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="runs/ghost.journal does not exist"):
+    with pytest.raises(ConfigError, match="no study named 'ghost' in runs/ghost.journal: the "
+                       "file does not exist"):
         resolve_losses(["ghost:3"])
     assert not (tmp_path / "runs" / "ghost.journal").exists()
 
@@ -201,7 +202,7 @@ def test_missing_source_study_creates_no_journal(tmp_path, monkeypatch):
 @given(n_losses=st.integers(1, 4), n_archs=st.integers(1, 3), n_aug=st.integers(1, 3),
        seeds=st.integers(1, 4), first=st.integers(0, 100))
 def test_every_grid_is_complete_and_paired(n_losses, n_archs, n_aug, seeds, first):
-    """Any grid has one cell per combination, and each (setting, seed) holds every loss."""
+    """Any grid has one job per combination, and each (setting, seed) holds every loss."""
     from nlfs.experiments.transfer import LossRef
 
     refs = [LossRef(f"l{i}", "cross_entropy") for i in range(n_losses)]
@@ -209,10 +210,10 @@ def test_every_grid_is_complete_and_paired(n_losses, n_archs, n_aug, seeds, firs
                             archs=("tiny_cnn", "small_cnn", "resnet18")[:n_archs],
                             augment=("none", "flipcrop", "cutout")[:n_aug], seeds=seeds,
                             first_seed=first, profile="micro", steps=10)
-    cells = plan_cells(config, refs, _MICRO)
-    assert len({c.id for c in cells}) == len(cells) == n_losses * n_archs * n_aug * seeds
+    jobs = plan_jobs(config, refs, _MICRO)
+    assert len({c.id for c in jobs}) == len(jobs) == n_losses * n_archs * n_aug * seeds
     pairs: dict[tuple, list] = {}
-    for cell in cells:
-        pairs.setdefault((cell.setting.id, cell.seed), []).append(cell.attrs["loss"])
+    for job in jobs:
+        pairs.setdefault((job.setting.id, job.seed), []).append(job.attrs["loss"])
     assert {seed for _, seed in pairs} == set(range(first, first + seeds))
     assert all(sorted(losses) == sorted(config.losses) for losses in pairs.values())

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from nlfs.cli.common import console, echo_json, json_option
-from nlfs.cli.gridrun import fmt_acc, quiet_optuna, run_cells, worker_options
+from nlfs.cli.gridrun import fmt_acc, run_jobs, worker_options
 from nlfs.errors import ConfigError
 
 
@@ -42,8 +42,7 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
         records,
         run_elimination,
     )
-    from nlfs.experiments.jobs import load_existing_study
-    from nlfs.storage import resolve_storage, storage_label
+    from nlfs.storage import load_existing_study, quiet_optuna, resolve_storage, storage_label
 
     quiet_optuna()
     config = load_elimination_config(stages_name, top=top, keep=_counts(keep))
@@ -56,10 +55,10 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
                       f"{len(pool)} candidates of {source!r}, keep "
                       f"{','.join(map(str, config.keep))}")
 
-    def run_stage(index: int, cells: int) -> None:
-        run_cells(out_study, storage, workers=workers or 1, device=device, data_dir=data_dir,
-                  download=download, label=f"stage {index + 1}/{len(config.stages)}",
-                  quiet=as_json, where={"stage": index})
+    def run_stage(index: int, jobs: int) -> None:
+        run_jobs(out_study, storage, workers=workers or 1, device=device, data_dir=data_dir,
+                 download=download, label=f"stage {index + 1}/{len(config.stages)}",
+                 quiet=as_json, where={"stage": index})
 
     def on_stage(index: int, kept: list[str]) -> None:
         if not as_json:

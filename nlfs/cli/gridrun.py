@@ -28,19 +28,12 @@ def worker_options(func: Callable) -> Callable:
     return func
 
 
-def quiet_optuna() -> None:
-    """Keep Optuna's per-study info lines out of the command's output."""
-    import optuna
+def run_jobs(study_name: str, storage: str | None, *, workers: int, device: str,
+             data_dir: str | None, download: bool, label: str, quiet: bool,
+             where: dict | None = None) -> None:
+    """Run the study's waiting jobs with ``workers`` local workers behind a progress bar.
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def run_cells(study_name: str, storage: str | None, *, workers: int, device: str,
-              data_dir: str | None, download: bool, label: str, quiet: bool,
-              where: dict | None = None) -> None:
-    """Run the study's waiting cells with ``workers`` local workers behind a progress bar.
-
-    The bar counts the cells whose attributes match ``where`` (all cells when None).
+    The bar counts the jobs whose attributes match ``where`` (all jobs when None).
     """
     from nlfs.experiments.grid import run_local
     from nlfs.experiments.jobs import progress_counts

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from nlfs.cli.common import echo_json, json_option, seed_option
 from nlfs.errors import DataError
-
-
-def _load_study(name: str, storage: str | None):
-    """Load an existing study without creating anything."""
-    import optuna
-
-    from nlfs.storage import resolve_storage
-
-    if storage is None and not (Path("runs") / f"{name}.journal").exists():
-        raise DataError(f"no study {name!r}: runs/{name}.journal does not exist; "
-                        "pass --storage where it was stored")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=resolve_storage(storage, name))
-    except KeyError:
-        raise DataError(f"no study {name!r} in the storage; check --study and --storage") from None
 
 
 @click.command("report")
@@ -66,6 +48,7 @@ def report(study, storage, results, out_dir, formats, baseline, metric, alpha, p
     from nlfs.experiments.records import records_from_study
     from nlfs.report import build_report, funnel_from_study, parse_formats, write_report
     from nlfs.stats.records import read_csv
+    from nlfs.storage import load_existing_study
 
     if (study is None) == (results is None):
         raise click.UsageError("give exactly one of --study NAME or --results FILE.csv")
@@ -74,16 +57,16 @@ def report(study, storage, results, out_dir, formats, baseline, metric, alpha, p
     if results is not None:
         records, source = read_csv(results), str(results)
     else:
-        loaded = records_from_study(_load_study(study, storage))
+        loaded = records_from_study(load_existing_study(study, storage))
         records, source = list(loaded.records), f"study {study}"
         if loaded.failed or loaded.unfinished:
-            notes.append(f"{loaded.failed} failed and {loaded.unfinished} unfinished grid cells "
+            notes.append(f"{loaded.failed} failed and {loaded.unfinished} unfinished grid jobs "
                          "were left out")
         if not records:
-            raise DataError(f"study {study!r} has no finished cells yet")
+            raise DataError(f"study {study!r} has no finished jobs yet")
     funnel = None
     if eliminate_study is not None:
-        funnel = funnel_from_study(_load_study(eliminate_study, storage))
+        funnel = funnel_from_study(load_existing_study(eliminate_study, storage))
     built = build_report(records, source=source, baseline=baseline, metric=metric, alpha=alpha,
                          pairing=pairing, significance_test=stars_test,
                          higher_is_better=not lower_is_better, tie_tolerance=tie_tolerance,

@@ -1,22 +1,10 @@
-"""``nlfs search`` and ``nlfs worker``: run a loss search on an Optuna study, or join one."""
+"""``nlfs search``: run (or resume) a loss search on an Optuna study."""
 
 from __future__ import annotations
 
 import click
 
-from nlfs.cli.common import console, echo_json, err_console, json_option
-
-_INTERRUPTED = (
-    "Interrupted: the running trial is marked interrupted and will be evaluated again; "
-    "run the same command to resume."
-)
-
-
-def _quiet_optuna() -> None:
-    import optuna
-
-    # Optuna logs every trial at INFO; our own progress bar and table say what matters.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+from nlfs.cli.common import json_option, resumable_on_ctrl_c, show_summary, storage_option
 
 
 @click.command()
@@ -26,9 +14,7 @@ def _quiet_optuna() -> None:
 @click.option("--budget", type=int, help="Finished trials to reach (shared by all workers).")
 @click.option("--seed", type=int, help="Seed of the strategy's proposals.")
 @click.option("--study", "study_name", help="Study name [default: STRATEGY-SPACE-PROFILE-sSEED].")
-@click.option(
-    "--storage", help="Journal file path or storage URL [default: runs/STUDY.journal]."
-)
+@storage_option
 @click.option(
     "--config", "config_file", help="Config name under configs/ or a TOML path [default: default]."
 )
@@ -46,50 +32,17 @@ def search(
     Fashion-MNIST (configs/default.toml), about 10 minutes on 2 CPU cores.
     """
     from nlfs.search.config import load_search_config
-    from nlfs.search.progress import render_best
     from nlfs.search.workers import run_search
+    from nlfs.storage import quiet_optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     overrides = {
         "strategy": strategy, "space": space, "profile": profile, "budget": budget,
         "seed": seed, "workers": workers, "device": device, "data_dir": data_dir,
     }
     config = load_search_config(config_file, overrides)
-    try:
+    with resumable_on_ctrl_c():
         summary = run_search(
             config, study_name=study_name, storage=storage, progress=not as_json
         )
-    except KeyboardInterrupt:
-        err_console.print(_INTERRUPTED)
-        raise SystemExit(130) from None
-    if as_json:
-        echo_json(summary)
-    else:
-        render_best(summary, console)
-
-
-@click.command()
-@click.option("--study", "study_name", required=True, help="The study to join.")
-@click.option("--storage", help="Journal file path or storage URL [default: runs/STUDY.journal].")
-@click.option("--device", help="auto, cpu, cuda or cuda:N (default: the study's).")
-@click.option("--data-dir", help="Dataset folder on this machine.")
-@json_option
-def worker(study_name, storage, device, data_dir, as_json) -> None:
-    """Join a running search (or transfer/elimination grid) as one more worker."""
-    from nlfs.search.progress import render_best
-    from nlfs.search.workers import join_study
-
-    _quiet_optuna()
-    try:
-        summary = join_study(
-            study_name, storage, device=device, data_dir=data_dir, progress=not as_json
-        )
-    except KeyboardInterrupt:
-        err_console.print(_INTERRUPTED)
-        raise SystemExit(130) from None
-    if summary is None:
-        return
-    if as_json:
-        echo_json(summary)
-    else:
-        render_best(summary, console)
+    show_summary(summary, as_json)

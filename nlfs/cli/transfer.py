@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from nlfs.cli.common import console, echo_json, json_option
-from nlfs.cli.gridrun import fmt_acc, quiet_optuna, run_cells, worker_options
+from nlfs.cli.gridrun import fmt_acc, run_jobs, worker_options
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -25,7 +25,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--augment", help="Comma-separated augmentations (none, flipcrop, cutout, mixup, "
               "randaugment, ...; combine with +).")
 @click.option("--seeds", type=int, help="Paired seeds per setting.")
-@click.option("--epochs", type=float, help="Train each cell this many epochs ...")
+@click.option("--epochs", type=float, help="Train each job this many epochs ...")
 @click.option("--steps", type=int, help="... or this many steps (default: the config's).")
 @click.option("--study", "study_name", default="transfer", show_default=True,
               help="Study holding the grid; rerun to resume or extend it.")
@@ -37,7 +37,7 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
              storage, workers, device, data_dir, download, as_json) -> None:
     """Train every loss on every setting and seed; report test accuracy.
 
-    The grid's cells are trials of one study, run by local workers (--workers) and by any
+    The grid's jobs are trials of one study, run by local workers (--workers) and by any
     `nlfs worker --study NAME --storage URL` that joins. Seeds are paired across losses.
     """
     from nlfs.experiments.transfer import (
@@ -48,7 +48,7 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
         results,
         summary,
     )
-    from nlfs.storage import resolve_storage, storage_label
+    from nlfs.storage import quiet_optuna, resolve_storage, storage_label
 
     quiet_optuna()
     config = load_transfer_config(config_name)
@@ -65,13 +65,13 @@ def transfer(losses, archs, datasets, augment, seeds, epochs, steps, study_name,
     study, total, added = prepare(study_name, resolved, config, refs)
     if not as_json:
         console.print(f"transfer study [bold]{study_name}[/] in {storage_label(resolved)}: "
-                      f"{total} cells, {added} to run")
-    run_cells(study_name, storage, workers=config.workers, device=device, data_dir=data_dir,
-              download=download, label="cells", quiet=as_json)
+                      f"{total} jobs, {added} to run")
+    run_jobs(study_name, storage, workers=config.workers, device=device, data_dir=data_dir,
+             download=download, label="jobs", quiet=as_json)
     rows = results(study)
     table_rows = summary(rows)
     if as_json:
-        echo_json({"study": study_name, "storage": storage_label(resolved), "cells": total,
+        echo_json({"study": study_name, "storage": storage_label(resolved), "jobs": total,
                    "results": rows, "summary": table_rows})
         return
     _print_summary(table_rows)

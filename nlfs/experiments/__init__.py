@@ -5,5 +5,6 @@ this setting and seed"); :mod:`~nlfs.experiments.jobs` says what a job is and wh
 it, :mod:`~nlfs.experiments.grid` is the worker that runs them. Elimination
 (:mod:`~nlfs.experiments.eliminate`) and transfer (:mod:`~nlfs.experiments.transfer`) are grid
 studies; :mod:`~nlfs.experiments.records` reads a transfer study as tidy run records for the
-statistics. See docs/architecture.md.
+statistics and :mod:`~nlfs.experiments.funnel` summarizes an elimination study. See
+docs/architecture.md.
 """

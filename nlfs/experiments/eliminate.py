@@ -3,9 +3,9 @@
 The best ``top`` completed candidates of a search study (distinct keys) are re-trained stage by
 stage; each stage is a variant of one evaluator profile (architecture, resolution, RandAugment
 magnitude, dropout, steps, ...) and keeps the ``keep[i]`` best by that stage's fitness; failed
-runs drop out. Results form their own study (``kind`` "eliminate"), one grid cell per stage and
-candidate (:mod:`nlfs.experiments.grid`), so the stages run with any number of workers and resume: a
-finished stage is never re-run.
+runs drop out. Results form their own study (``kind`` "eliminate"), one grid job per stage and
+candidate (:mod:`nlfs.experiments.grid`), so the stages run with any number of workers and resume:
+a finished stage is never re-run. :mod:`nlfs.experiments.funnel` summarizes such a study.
 
 Optuna freezes a trial once it finishes, so the decision taken when a stage completes cannot be
 written onto that stage's trials; it is the study attribute ``kept`` (stage index -> kept keys)
@@ -27,13 +27,12 @@ from optuna.trial import TrialState
 from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError, NLFSError
 from nlfs.experiments.jobs import (
-    Cell,
-    Setting,
+    Job,
+    JobSetting,
     as_stored,
-    cell_results,
     check_names,
-    enqueue_cells,
-    load_existing_study,
+    enqueue_jobs,
+    job_results,
     load_grid_table,
     requeue_interrupted,
     with_steps,
@@ -117,7 +116,7 @@ def stage_profile(base, stage: Stage, index: int):
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Entrant:
     """A search result entering elimination."""
 
     expression: str
@@ -127,42 +126,42 @@ class Candidate:
     source_fitness: float
 
 
-def top_candidates(source: optuna.Study, top: int) -> list[Candidate]:
+def top_candidates(source: optuna.Study, top: int) -> list[Entrant]:
     """The ``top`` best completed trials of a search with distinct keys, best first."""
     ok = [t for t in source.get_trials(deepcopy=False)
           if t.state is TrialState.COMPLETE and t.user_attrs.get("expression")]
     ok.sort(key=lambda t: (-t.value, t.number))
-    chosen: dict[str, Candidate] = {}
+    chosen: dict[str, Entrant] = {}
     for trial in ok:
         attrs = trial.user_attrs
         key = attrs.get("key") or attrs["expression"]
         if key not in chosen:
-            chosen[key] = Candidate(attrs["expression"], key, float(attrs.get("sign", 1.0)),
+            chosen[key] = Entrant(attrs["expression"], key, float(attrs.get("sign", 1.0)),
                                     trial.number, float(trial.value))
         if len(chosen) == top:
             break
     return list(chosen.values())
 
 
-def _stage_cells(config: EliminationConfig, settings: Sequence[Setting], index: int,
-                 pool: Sequence[Candidate]) -> list[Cell]:
+def _stage_jobs(config: EliminationConfig, settings: Sequence[JobSetting], index: int,
+                pool: Sequence[Entrant]) -> list[Job]:
     name = config.stages[index].name or f"stage{index + 1}"
-    return [Cell(f"{index}|{c.key}", settings[index], c.expression, config.seed, c.sign,
-                 {"stage": index, "stage_name": name, "candidate": c.expression, "key": c.key,
-                  "source_trial": c.source_trial})
+    return [Job(f"{index}|{c.key}", settings[index], c.expression, config.seed, c.sign,
+                {"stage": index, "stage_name": name, "candidate": c.expression, "key": c.key,
+                 "source_trial": c.source_trial})
             for c in pool]
 
 
-def decide(study: optuna.Study, index: int, pool: Sequence[Candidate],
+def decide(study: optuna.Study, index: int, pool: Sequence[Entrant],
            keep: int) -> list[str]:
     """Rank stage ``index``'s runs of ``pool`` by fitness and return the ``keep`` best keys.
 
     Failed runs never survive; ties go to the better search fitness (the pool's order).
 
     Raises:
-        NLFSError: when a cell of the stage has no result yet.
+        NLFSError: when a job of the stage has no result yet.
     """
-    results = cell_results(study)
+    results = job_results(study)
     ranked = []
     for order, cand in enumerate(pool):
         trial = results.get(f"{index}|{cand.key}")
@@ -176,20 +175,20 @@ def decide(study: optuna.Study, index: int, pool: Sequence[Candidate],
 
 def open_elimination(study_name: str, storage, config: EliminationConfig, source: str,
                      source_storage: str | None, *, recover: bool = True
-                     ) -> tuple[optuna.Study, list[Setting], list[Candidate]]:
+                     ) -> tuple[optuna.Study, list[JobSetting], list[Entrant]]:
     """Open or resume the elimination study; returns it, its stage settings and its pool.
 
     The pool is chosen once, when the study is created, and stored with it, so a resume uses
     the same candidates even if the search has gone on meanwhile.
     """
     from nlfs.evaluation.profiles import load_profile
-    from nlfs.storage import open_study, recover_interrupted
+    from nlfs.storage import load_existing_study, open_study, recover_interrupted
 
     base = load_profile(config.profile)
     profiles = [stage_profile(base, s, i) for i, s in enumerate(config.stages)]
     check_names(models={p.model for p in profiles}, datasets={p.dataset for p in profiles},
                 augments={p.augment for p in profiles})
-    settings = [Setting(dataclasses.asdict(p), split="val") for p in profiles]
+    settings = [JobSetting(dataclasses.asdict(p), split="val") for p in profiles]
     recipe = as_stored({**dataclasses.asdict(config), "base": dataclasses.asdict(base),
                         "source": source})
     study = open_study(study_name, storage, attrs={
@@ -202,28 +201,29 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
             raise ConfigError(f"study {source!r} has no completed candidate to eliminate")
         study.set_user_attr("candidates", [dataclasses.asdict(c) for c in pool])
     else:
-        pool = [Candidate(**c) for c in stored]
+        pool = [Entrant(**c) for c in stored]
     if recover:
         recover_interrupted(study)
         requeue_interrupted(study)
     return study, settings, pool
 
 
-def run_elimination(study: optuna.Study, settings: Sequence[Setting],
-                    config: EliminationConfig, pool: Sequence[Candidate],
+def run_elimination(study: optuna.Study, settings: Sequence[JobSetting],
+                    config: EliminationConfig, pool: Sequence[Entrant],
                     run_stage: Callable[[int, int], None],
                     on_stage: Callable[[int, list[str]], None] | None = None) -> list[str]:
     """Run every unfinished stage in order and return the finalists' keys.
 
-    ``run_stage(index, cells)`` runs the waiting cells (local workers); ``on_stage(index,
-    kept)`` reports each decision, including those of stages finished in an earlier run.
+    ``run_stage(index, jobs)`` runs the stage's waiting jobs (local workers; ``jobs`` is how
+    many the stage has); ``on_stage(index, kept)`` reports each decision, including those of
+    stages finished in an earlier run.
     """
     kept_by_stage = dict(study.user_attrs.get(KEPT_ATTR, {}))
     for index in range(len(config.stages)):
         if str(index) not in kept_by_stage:
-            cells = _stage_cells(config, settings, index, pool)
-            enqueue_cells(study, cells)
-            run_stage(index, len(cells))
+            jobs = _stage_jobs(config, settings, index, pool)
+            enqueue_jobs(study, jobs)
+            run_stage(index, len(jobs))
             kept_by_stage[str(index)] = decide(study, index, pool, config.keep[index])
             study.set_user_attr(KEPT_ATTR, kept_by_stage)
         kept = kept_by_stage[str(index)]
@@ -241,7 +241,7 @@ def records(study: optuna.Study) -> list[dict[str, Any]]:
     """One record per finished stage run, with ``kept`` (None while its stage is undecided)."""
     kept_by_stage = study.user_attrs.get(KEPT_ATTR, {})
     rows = []
-    for trial in sorted(cell_results(study).values(), key=lambda t: t.number):
+    for trial in sorted(job_results(study).values(), key=lambda t: t.number):
         row = {k: trial.user_attrs.get(k) for k in RECORD_KEYS}
         decided = kept_by_stage.get(str(row["stage"]))
         row["kept"] = None if decided is None else row["key"] in decided
@@ -249,15 +249,3 @@ def records(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append(row)
     return rows
 
-
-def funnel(study: optuna.Study) -> list[dict[str, Any]]:
-    """Per stage: its name, how many candidates ran, failed and were kept."""
-    rows = records(study)
-    out = []
-    for index, stage in enumerate(study.user_attrs.get("config", {}).get("stages", [])):
-        runs = [r for r in rows if r["stage"] == index]
-        kept = study.user_attrs.get(KEPT_ATTR, {}).get(str(index))
-        out.append({"stage": index, "name": stage.get("name") or f"stage{index + 1}",
-                    "ran": len(runs), "failed": sum(r["failure_kind"] is not None for r in runs),
-                    "kept": None if kept is None else len(kept)})
-    return out

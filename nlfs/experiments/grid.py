@@ -1,15 +1,14 @@
-"""Grid workers: pull waiting cells of a grid study, train them, record the outcome.
+"""Grid workers: pull waiting jobs of a grid study, train them, record the outcome.
 
 Any number of workers (``--workers K`` local processes, or ``nlfs worker`` anywhere) claim waiting
-cells (:mod:`~nlfs.experiments.jobs`), preferring the setting whose evaluator they already hold, and
-record on the trial ``best_acc``, ``final_acc``, ``fitness``, ``steps``, ``seconds``, ``device`` and
-``failure_kind`` (None when the training was ok, else the evaluator's state such as ``nan`` or
-``diverged``; the trial is then FAIL). Only the evaluator trains.
+jobs (:mod:`~nlfs.experiments.jobs`), preferring the setting whose evaluator they already hold,
+and record on the trial, in one write, ``best_acc``, ``final_acc``, ``fitness``, ``steps``,
+``seconds``, ``device`` and ``failure_kind`` (None when the training was ok, else the evaluator's
+state such as ``nan`` or ``diverged``; the trial is then FAIL). Only the evaluator trains.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,15 +20,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.errors import ConfigError, NLFSError
 from nlfs.evaluation.results import EvalRequest, EvalResult
-from nlfs.experiments.jobs import SETTINGS_ATTR, Setting, requeue_interrupted
-from nlfs.storage import INTERRUPTED
+from nlfs.experiments.jobs import SETTINGS_ATTR, JobSetting, requeue_interrupted
+from nlfs.storage import INTERRUPTED, set_trial_user_attrs
 
 
-class CellEvaluator(Protocol):
+class JobEvaluator(Protocol):
     def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]: ...
 
 
-EvaluatorFactory = Callable[[Setting, str, "str | None", bool], CellEvaluator]
+JobEvaluatorFactory = Callable[[JobSetting, str, "str | None", bool], JobEvaluator]
 """``factory(setting, device, data_dir, download)`` -> an evaluator for that setting."""
 
 
@@ -41,8 +40,8 @@ class RealEvaluators:
     def __init__(self) -> None:
         self._by_split: dict[str, Any] = {}
 
-    def __call__(self, setting: Setting, device: str, data_dir: str | None,
-                 download: bool) -> CellEvaluator:
+    def __call__(self, setting: JobSetting, device: str, data_dir: str | None,
+                 download: bool) -> JobEvaluator:
         from nlfs.config import build
         from nlfs.evaluation.evaluator import Evaluator
         from nlfs.evaluation.profiles import Profile
@@ -55,12 +54,12 @@ class RealEvaluators:
             self._by_split[setting.split] = evaluator
         else:
             evaluator.profile = profile
-            evaluator.data()  # a missing dataset fails here, before the cell counts as run
+            evaluator.data()  # a missing dataset fails here, before the job counts as run
         return evaluator
 
 
 def build_loss(spec: str, sign: float | None):
-    """The loss module of a cell: a baseline name, or an expression with its sign."""
+    """The loss module of a job: a baseline name, or an expression with its sign."""
     if sign is None:
         from nlfs.screening import loss_from_spec
 
@@ -74,8 +73,8 @@ def build_loss(spec: str, sign: float | None):
 
 
 @dataclass(frozen=True)
-class CellOutcome:
-    """What a worker recorded for one cell (passed to the ``on_cell`` callback)."""
+class JobOutcome:
+    """What a worker recorded for one job (passed to the ``on_job`` callback)."""
 
     number: int
     attrs: Mapping[str, Any]
@@ -85,10 +84,10 @@ class CellOutcome:
 
 
 def _claim(storage, study_id: int, prefer: str | None) -> FrozenTrial | None:
-    """Move one WAITING cell to RUNNING, preferring ``prefer``'s setting; None when none wait.
+    """Move one WAITING job to RUNNING, preferring ``prefer``'s setting; None when none wait.
 
     Uses the storage's compare-and-set on the trial state (as ``Study.ask`` does) so two workers
-    never claim the same cell, without ever creating a trial when the queue is empty.
+    never claim the same job, without ever creating a trial when the queue is empty.
     """
     waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
     waiting.sort(key=lambda t: (t.user_attrs.get("setting") != prefer, t.number))
@@ -104,8 +103,8 @@ def _claim(storage, study_id: int, prefer: str | None) -> FrozenTrial | None:
 
 def _finish(storage, trial_id: int, attrs: Mapping[str, Any], ok: bool,
             value: float | None) -> None:
-    for key, val in attrs.items():
-        storage.set_trial_user_attr(trial_id, key, val)
+    """Record the outcome ``attrs`` (one storage write), then end the trial."""
+    set_trial_user_attrs(storage, trial_id, attrs)
     if ok:
         storage.set_trial_state_values(trial_id, state=TrialState.COMPLETE, values=[value])
     else:
@@ -124,30 +123,35 @@ def _outcome_attrs(result: EvalResult) -> dict[str, Any]:
 
 def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
                data_dir: str | None = None, download: bool = False, recover: bool = True,
-               evaluator_factory: EvaluatorFactory | None = None,
-               on_cell: Callable[[CellOutcome], None] | None = None,
-               max_cells: int | None = None) -> int:
-    """Pull and train waiting cells of a grid study until none wait; returns cells run.
+               evaluator_factory: JobEvaluatorFactory | None = None,
+               on_job: Callable[[JobOutcome], None] | None = None,
+               max_jobs: int | None = None) -> int:
+    """Pull and train waiting jobs of a grid study until none wait; returns jobs run.
 
     Args:
         study_name: the grid study (``kind`` transfer, eliminate, ...).
         storage: a storage URL or journal path (None: ``runs/<study>.journal``), or an Optuna
             storage object.
-        recover: first mark cells of dead workers ``interrupted`` and enqueue them again. Leave
+        recover: first mark jobs of dead workers ``interrupted`` and enqueue them again. Leave
             it on for a worker started alone; a command that already recovered before starting
             several local workers turns it off.
         evaluator_factory: builds the evaluator for a setting (tests inject a fake).
-        on_cell: called after each recorded cell.
-        max_cells: stop after this many cells (None: until the queue is empty).
-    """
-    from nlfs.storage import Heartbeat, recover_interrupted, resolve_storage, worker_identity
+        on_job: called after each recorded job.
+        max_jobs: stop after this many jobs (None: until the queue is empty).
 
-    if isinstance(storage, str | None):
-        storage = resolve_storage(storage, study_name)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise ConfigError(f"no study named {study_name!r} in that storage") from None
+    Raises:
+        ConfigError: no such study in that storage.
+    """
+    from nlfs.storage import (
+        Heartbeat,
+        load_existing_study,
+        recover_interrupted,
+        study_storage,
+        worker_identity,
+    )
+
+    study = load_existing_study(study_name, storage)
+    storage = study_storage(study)  # claims and outcomes go straight to the storage
     if recover:
         recover_interrupted(study)
         requeue_interrupted(study)
@@ -155,25 +159,24 @@ def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
     study_id = storage.get_study_id_from_name(study_name)
     factory = evaluator_factory or RealEvaluators()
     current: str | None = None
-    evaluator: CellEvaluator | None = None
+    evaluator: JobEvaluator | None = None
     count = 0
-    while max_cells is None or count < max_cells:
+    while max_jobs is None or count < max_jobs:
         trial = _claim(storage, study_id, current)
         if trial is None:
             break
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         attrs = trial.user_attrs
-        # Lets a later run tell this cell from one whose worker died (nlfs.storage).
+        # Lets a later run tell this job from one whose worker died (nlfs.storage).
         storage.set_trial_user_attr(trial_id, "worker", worker_identity())
         started = time.perf_counter()
         try:
             with Heartbeat(study, trial_id):
                 if attrs.get("setting") != current:
-                    if attrs.get("setting") not in settings:
-                        settings = optuna.load_study(study_name=study_name,
-                                                     storage=storage).user_attrs[SETTINGS_ATTR]
+                    if attrs.get("setting") not in settings:  # enqueued after we started
+                        settings = study.user_attrs[SETTINGS_ATTR]
                     stored = settings[attrs["setting"]]
-                    evaluator = factory(Setting(stored["profile"], stored["split"]), device,
+                    evaluator = factory(JobSetting(stored["profile"], stored["split"]), device,
                                         data_dir, download)
                     current = attrs["setting"]
                 try:
@@ -187,38 +190,44 @@ def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
                     result = evaluator.evaluate([EvalRequest(loss, int(attrs["seed"]), name)])[0]
                     outcome = _outcome_attrs(result)
         except BaseException:
-            # Config/data errors and Ctrl-C: the cell is not a result; a re-run repeats it.
+            # Config/data errors and Ctrl-C: the job is not a result; a re-run repeats it.
             _finish(storage, trial_id, {"failure_kind": INTERRUPTED,
                                         "seconds": time.perf_counter() - started}, False, None)
             raise
         ok = outcome["failure_kind"] is None
         _finish(storage, trial_id, outcome, ok, outcome["best_acc"])
         count += 1
-        if on_cell is not None:
-            on_cell(CellOutcome(trial.number, attrs, outcome["failure_kind"],
-                                outcome["best_acc"], float(outcome["seconds"] or 0.0)))
+        if on_job is not None:
+            on_job(JobOutcome(trial.number, attrs, outcome["failure_kind"],
+                              outcome["best_acc"], float(outcome["seconds"] or 0.0)))
     return count
 
 
 def _worker_main(study_name: str, storage: str | None, device: str, data_dir: str | None,
-                 download: bool, factory: EvaluatorFactory | None) -> None:
+                 download: bool, factory: JobEvaluatorFactory | None) -> None:
+    """One grid worker process (a :func:`nlfs.search.workers.run_processes` target); on Ctrl-C
+    :func:`run_worker` marks its running cell interrupted before the process exits."""
     run_worker(study_name, storage, device=device, data_dir=data_dir, download=download,
                recover=False, evaluator_factory=factory)
 
 
 def run_local(study_name: str, storage: str | None, *, workers: int = 1, device: str = "auto",
               data_dir: str | None = None, download: bool = False,
-              evaluator_factory: EvaluatorFactory | None = None,
+              evaluator_factory: JobEvaluatorFactory | None = None,
               on_progress: Callable[[optuna.Study], None] | None = None,
               poll_s: float = 1.0) -> None:
     """Run the waiting cells with ``workers`` local processes (1: in this process).
 
     The caller recovers interrupted cells and enqueues first. ``on_progress(study)`` is called
-    after each cell (one worker) or every ``poll_s`` seconds (several).
+    after each cell (one worker) or every ``poll_s`` seconds (several). Several workers run
+    through :func:`nlfs.search.workers.run_processes` (its Ctrl-C policy: running cells are
+    marked interrupted, so the next run repeats them).
 
     Raises:
         NLFSError: when a worker process exits with an error (its message is on stderr).
+        KeyboardInterrupt: after Ctrl-C, once the running cells are marked interrupted.
     """
+    from nlfs.search.workers import run_processes
     from nlfs.storage import resolve_storage
 
     if workers < 1:
@@ -230,30 +239,9 @@ def run_local(study_name: str, storage: str | None, *, workers: int = 1, device:
             on_progress(study)
         run_worker(study_name, resolved, device=device, data_dir=data_dir, download=download,
                    recover=False, evaluator_factory=evaluator_factory,
-                   on_cell=None if on_progress is None else (lambda _: on_progress(study)))
+                   on_job=None if on_progress is None else (lambda _: on_progress(study)))
         return
-    # spawn, not fork: torch and the journal lock are not fork-safe.
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(study_name, storage, device, data_dir,
-                                                    download, evaluator_factory))
-             for _ in range(workers)]
-    for proc in procs:
-        proc.start()
-    try:
-        while any(p.is_alive() for p in procs):
-            if on_progress is not None:
-                on_progress(study)
-            for proc in procs:
-                proc.join(timeout=poll_s / len(procs))
-    except BaseException:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.join()
-        raise
-    if on_progress is not None:
-        on_progress(study)
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise NLFSError(f"{len(bad)} of {workers} workers failed (exit codes {bad}); "
-                        "run the command again to resume")
+    run_processes(_worker_main, (study_name, storage, device, data_dir, download,
+                                 evaluator_factory), workers,
+                  on_poll=None if on_progress is None else (lambda: on_progress(study)),
+                  poll_s=poll_s)

@@ -1,16 +1,16 @@
-"""Cells of grid studies: what one is, when it is done, and enqueuing the missing ones.
+"""Jobs of grid studies: what one is, which trial settles it, and enqueuing the missing ones.
 
-A grid study (transfer grids, elimination stages) is an Optuna study whose trials are cells
+A grid study (transfer grids, elimination stages) is an Optuna study whose trials are jobs
 enqueued up front: "train loss ``spec`` (signed by ``sign``) with setting ``setting`` and
-``seed``". A cell's user attributes describe it (``cell`` id, ``setting`` id, ``spec``, ``sign``,
+``seed``". A job's user attributes describe it (``job`` id, ``setting`` id, ``spec``, ``sign``,
 ``seed`` and display attributes such as ``loss``/``arch`` or ``stage``/``key``); the settings (a
 full evaluator profile as plain data and the split to score on) are kept once in the study user
 attribute ``settings``, so a worker anywhere needs nothing but the study.
 
-A cell is *done* when one of its trials is COMPLETE, or FAIL with a failure kind other than
-``interrupted`` (a training failure is a result); *pending* when one is WAITING or RUNNING.
-Enqueuing adds only cells that are neither, so re-running a command adds only what is missing,
-and a cell whose worker died (recovered as ``interrupted``) is enqueued again.
+A job is *settled* by a trial that holds its result (:func:`settling_trial`: a COMPLETE trial, or
+a training failure); *pending* while one is WAITING or RUNNING. Enqueuing adds only jobs that are
+neither, so re-running a command adds only what is missing, and a job whose worker died
+(recovered as ``interrupted``) is enqueued again.
 """
 
 from __future__ import annotations
@@ -26,20 +26,24 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.config import config_hash
 from nlfs.errors import ConfigError
-from nlfs.storage import INTERRUPTED
+from nlfs.storage import NOT_COUNTED
 
+JOB_ATTR = "job"
+"""Trial user attribute holding the job id."""
+_LEGACY_JOB_ATTR = "cell"
+"""What studies written before the rename call the job id (read, never written)."""
 SETTINGS_ATTR = "settings"
 OUTCOME_KEYS = (
     "best_acc", "final_acc", "fitness", "steps", "seconds", "device", "failure_kind", "message",
     "state", "worker",
 )
-"""Trial user attributes a worker writes; everything else on a cell trial describes the cell."""
+"""Trial user attributes a worker writes; everything else on a job's trial describes the job."""
 
 _PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
 
 @dataclass(frozen=True)
-class Setting:
+class JobSetting:
     """How to train: a full evaluator profile (as plain data) and the split to score on."""
 
     profile: Mapping[str, Any]
@@ -55,7 +59,7 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class Cell:
+class Job:
     """One unit of work: train loss ``spec`` (signed by ``sign`` when an expression) with a seed.
 
     ``sign`` is None for a baseline name (built by :func:`nlfs.screening.loss_from_spec`) and +-1
@@ -63,14 +67,14 @@ class Cell:
     """
 
     id: str
-    setting: Setting
+    setting: JobSetting
     spec: str
     seed: int
     sign: float | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
-        return {**self.attrs, "cell": self.id, "setting": self.setting.id, "spec": self.spec,
+        return {**self.attrs, JOB_ATTR: self.id, "setting": self.setting.id, "spec": self.spec,
                 "sign": self.sign, "seed": self.seed}
 
 
@@ -128,74 +132,65 @@ def load_grid_table(path) -> dict[str, Any]:
     return table
 
 
-def load_existing_study(study_name: str, storage: Any) -> optuna.Study:
-    """Load a study that must already exist, without creating a journal file for a typo.
-
-    ``storage`` is a URL or journal path (None: ``runs/<study>.journal``) or a storage object.
-
-    Raises:
-        ConfigError: no such study (for the default storage: no ``runs/<study>.journal``).
-    """
-    from pathlib import Path
-
-    from nlfs.storage import resolve_storage
-
-    if storage is None and not (Path("runs") / f"{study_name}.journal").is_file():
-        raise ConfigError(f"no study named {study_name!r}: runs/{study_name}.journal does not "
-                          "exist (pass --storage where it was stored)")
-    if storage is None or isinstance(storage, str):
-        storage = resolve_storage(storage, study_name)
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        from nlfs.storage import storage_label
-
-        raise ConfigError(f"no study named {study_name!r} in {storage_label(storage)}") from None
-
-
 # ---------------------------------------------------------------- bookkeeping
 
 
-def cell_trials(trials: Iterable[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
-    """Trials grouped by cell id, in trial order (trials without a cell id are ignored)."""
+def job_id(trial: FrozenTrial) -> str | None:
+    """The id of the job ``trial`` ran, or None for a trial that is no grid job."""
+    attrs = trial.user_attrs
+    return attrs.get(JOB_ATTR, attrs.get(_LEGACY_JOB_ATTR))
+
+
+def job_trials(trials: Iterable[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    """Trials grouped by job id, in trial order (trials without a job id are ignored)."""
     grouped: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
-        cell = trial.user_attrs.get("cell")
-        if cell is not None:
-            grouped.setdefault(cell, []).append(trial)
+        job = job_id(trial)
+        if job is not None:
+            grouped.setdefault(job, []).append(trial)
     return grouped
 
 
-def is_done(trial: FrozenTrial) -> bool:
-    """Whether this trial settles its cell (a result, successful or a training failure)."""
-    if trial.state is TrialState.COMPLETE:
-        return True
+def _failure(trial: FrozenTrial) -> bool:
+    """A FAIL trial whose training failed (a result), not one whose work was never done."""
     kind = trial.user_attrs.get("failure_kind")
-    return trial.state is TrialState.FAIL and kind is not None and kind != INTERRUPTED
+    return trial.state is TrialState.FAIL and bool(kind) and kind not in NOT_COUNTED
 
 
-def result_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    """The trial holding a cell's result: the last done one, or None."""
-    done = [t for t in trials if is_done(t)]
-    return done[-1] if done else None
+def settling_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The trial that settles a job, given the job's trials in trial order; None if none does.
+
+    The rule, the one every reader of grid studies uses: a job is settled by a COMPLETE trial,
+    else by a FAIL trial with a real failure kind (a training failure such as ``nan`` or
+    ``error`` is a result). A FAIL trial marked ``interrupted`` or ``surplus``, or with no
+    failure kind, is work that was never done and settles nothing (the job is enqueued again).
+    A COMPLETE trial wins over any failed one, whatever their order; among several trials of the
+    same kind (two workers racing on one job) the latest wins.
+    """
+    for settles in (lambda t: t.state is TrialState.COMPLETE, _failure):
+        chosen = [t for t in trials if settles(t)]
+        if chosen:
+            return max(chosen, key=lambda t: t.number)
+    return None
 
 
-def cell_results(study: optuna.Study) -> dict[str, FrozenTrial]:
-    """Each done cell's result trial, by cell id (one per cell even after re-runs)."""
+def job_results(study: optuna.Study) -> dict[str, FrozenTrial]:
+    """Each settled job's settling trial, by job id (one per job even after re-runs)."""
     results = {}
-    for cell, trials in cell_trials(study.get_trials(deepcopy=False)).items():
-        trial = result_trial(trials)
+    for job, trials in job_trials(study.get_trials(deepcopy=False)).items():
+        trial = settling_trial(trials)
         if trial is not None:
-            results[cell] = trial
+            results[job] = trial
     return results
 
 
-def _settled(trials: Sequence[FrozenTrial]) -> bool:
-    return any(is_done(t) or t.state in _PENDING for t in trials)
+def _taken(trials: Sequence[FrozenTrial]) -> bool:
+    """Whether a job needs no new trial: it is settled, or one of its trials is pending."""
+    return settling_trial(trials) is not None or any(t.state in _PENDING for t in trials)
 
 
-def register_settings(study: optuna.Study, settings: Iterable[Setting]) -> None:
-    """Store the settings the cells refer to (merged with those already in the study)."""
+def register_settings(study: optuna.Study, settings: Iterable[JobSetting]) -> None:
+    """Store the settings the jobs refer to (merged with those already in the study)."""
     stored = dict(study.user_attrs.get(SETTINGS_ATTR, {}))
     new = {s.id: s.to_attr() for s in settings}
     if any(k not in stored for k in new):
@@ -203,52 +198,53 @@ def register_settings(study: optuna.Study, settings: Iterable[Setting]) -> None:
         study.set_user_attr(SETTINGS_ATTR, stored)
 
 
-def enqueue_cells(study: optuna.Study, cells: Sequence[Cell]) -> int:
-    """Enqueue the cells that are neither done nor pending; returns how many were added.
+def enqueue_jobs(study: optuna.Study, jobs: Sequence[Job]) -> int:
+    """Enqueue the jobs that are neither settled nor pending; returns how many were added.
 
-    Idempotent: a second call with the same cells adds nothing. Not safe against two commands
+    Idempotent: a second call with the same jobs adds nothing. Not safe against two commands
     enqueueing the same grid at the same instant (Optuna has no conditional insert); workers
     joining with ``nlfs worker`` never enqueue, so only the command that owns the grid does.
     """
-    ids = [c.id for c in cells]
+    ids = [j.id for j in jobs]
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise ConfigError(f"the grid names some cells twice: {', '.join(dupes[:5])}")
-    register_settings(study, {c.setting.id: c.setting for c in cells}.values())
-    existing = cell_trials(study.get_trials(deepcopy=False))
+        raise ConfigError(f"the grid names some jobs twice: {', '.join(dupes[:5])}")
+    register_settings(study, {j.setting.id: j.setting for j in jobs}.values())
+    existing = job_trials(study.get_trials(deepcopy=False))
     added = 0
-    for cell in cells:
-        if not _settled(existing.get(cell.id, [])):
-            study.enqueue_trial({}, user_attrs=cell.user_attrs())
+    for job in jobs:
+        if not _taken(existing.get(job.id, [])):
+            study.enqueue_trial({}, user_attrs=job.user_attrs())
             added += 1
     return added
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
-    """Enqueue again every cell whose trials all ended interrupted (or failed without a kind).
+    """Enqueue again every job whose trials all ended interrupted (or failed without a kind).
 
     Works from the trials alone, so any worker can do it without knowing the grid.
     """
     added = 0
-    for trials in cell_trials(study.get_trials(deepcopy=False)).values():
-        if not _settled(trials):
-            attrs = {k: v for k, v in trials[-1].user_attrs.items() if k not in OUTCOME_KEYS}
-            study.enqueue_trial({}, user_attrs=attrs)
+    for trials in job_trials(study.get_trials(deepcopy=False)).values():
+        if not _taken(trials):
+            attrs = {k: v for k, v in trials[-1].user_attrs.items()
+                     if k not in OUTCOME_KEYS and k != _LEGACY_JOB_ATTR}
+            study.enqueue_trial({}, user_attrs={**attrs, JOB_ATTR: job_id(trials[-1])})
             added += 1
     return added
 
 
 def progress_counts(study: optuna.Study,
                     where: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
-    """``(done, failed, total)`` over the study's cells (those whose attributes match ``where``,
-    e.g. ``{"stage": 1}``)."""
-    grouped = cell_trials(study.get_trials(deepcopy=False))
+    """``(settled, failed, total)`` over the study's jobs (those whose attributes match
+    ``where``, e.g. ``{"stage": 1}``)."""
+    grouped = job_trials(study.get_trials(deepcopy=False))
     where = where or {}
     done = failed = 0
-    grouped = {cell: trials for cell, trials in grouped.items()
+    grouped = {job: trials for job, trials in grouped.items()
                if all(trials[0].user_attrs.get(k) == v for k, v in where.items())}
     for trials in grouped.values():
-        trial = result_trial(trials)
+        trial = settling_trial(trials)
         if trial is not None:
             done += 1
             failed += trial.state is not TrialState.COMPLETE

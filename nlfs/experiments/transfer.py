@@ -1,11 +1,11 @@
 """Transfer grids: losses against baselines across architectures, datasets and augmentations.
 
 The full grid (loss x arch x dataset x augment x seed) is one Optuna study of ``kind`` "transfer"
-whose trials are the cells (:mod:`~nlfs.experiments.grid`); each cell trains one loss from scratch
-and scores it on the *test* split. Seeds are paired: the cells of one setting and seed differ only
+whose trials are its jobs (:mod:`~nlfs.experiments.grid`); each job trains one loss from scratch
+and scores it on the *test* split. Seeds are paired: the jobs of one setting and seed differ only
 in the loss, and the evaluator derives initial weights and data order from the seed alone. The
 study's ``config_hash`` covers the training recipe, not the axes, so a grid can be extended later
-(another loss, more seeds) and only the new cells run.
+(another loss, more seeds) and only the new jobs run.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ import optuna
 from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError
 from nlfs.experiments.jobs import (
-    Cell,
-    Setting,
+    Job,
+    JobSetting,
     as_stored,
-    cell_results,
     check_names,
-    enqueue_cells,
-    load_existing_study,
+    enqueue_jobs,
+    job_results,
     load_grid_table,
     requeue_interrupted,
     with_steps,
 )
 from nlfs.losses.baselines import ALIASES
+from nlfs.storage import load_existing_study
 
 KIND = "transfer"
 LABELS = {"cross_entropy": "ce"}
@@ -53,12 +53,12 @@ class TransferConfig:
         archs, datasets, augment: the grid's other axes (model, dataset and augmentation names
             of the evaluator; an augmentation may combine names with ``+``).
         seeds: seeds per setting, ``first_seed`` to ``first_seed + seeds - 1``, paired.
-        profile: the evaluator profile every cell starts from (name, or a path relative to
+        profile: the evaluator profile every job starts from (name, or a path relative to
             this file).
-        steps: optimiser steps per cell (None: the profile's); ``epochs`` instead sets
+        steps: optimiser steps per job (None: the profile's); ``epochs`` instead sets
             steps = ceil(epochs * training images / batch size).
         workers: local worker processes.
-        overrides: profile fields replaced in every cell (e.g. ``test_size``, ``eval_every``,
+        overrides: profile fields replaced in every job (e.g. ``test_size``, ``eval_every``,
             ``time_limit_s``); unknown fields fail when the grid is planned.
     """
 
@@ -193,7 +193,7 @@ def base_profile(config: TransferConfig):
                  where="transfer config overrides")
 
 
-def cell_profile(base, config: TransferConfig, arch: str, dataset: str, augment: str):
+def job_profile(base, config: TransferConfig, arch: str, dataset: str, augment: str):
     """The profile of one setting: ``base`` with the setting's model, data, augment, steps."""
     profile = dataclasses.replace(base, model=arch, dataset=dataset, augment=augment,
                                   name=f"{base.name}/{arch}/{dataset}/{augment}")
@@ -205,29 +205,29 @@ def cell_profile(base, config: TransferConfig, arch: str, dataset: str, augment:
     return profile
 
 
-def plan_cells(config: TransferConfig, losses: Sequence[LossRef], base) -> list[Cell]:
-    """Every cell of the grid, grouped by setting (so a worker reuses its loaded data)."""
-    cells = []
+def plan_jobs(config: TransferConfig, losses: Sequence[LossRef], base) -> list[Job]:
+    """Every job of the grid, grouped by setting (so a worker reuses its loaded data)."""
+    jobs = []
     for arch in config.archs:
         for dataset in config.datasets:
             for augment in config.augment:
-                profile = cell_profile(base, config, arch, dataset, augment)
-                setting = Setting(dataclasses.asdict(profile), split="test")
+                profile = job_profile(base, config, arch, dataset, augment)
+                setting = JobSetting(dataclasses.asdict(profile), split="test")
                 for seed in range(config.first_seed, config.first_seed + config.seeds):
                     for loss in losses:
                         attrs = {"loss": loss.label, "arch": arch, "dataset": dataset,
                                  "augment": augment}
-                        cells.append(Cell(f"{loss.label}|{arch}|{dataset}|{augment}|{seed}",
-                                          setting, loss.spec, seed, loss.sign, attrs))
-    return cells
+                        jobs.append(Job(f"{loss.label}|{arch}|{dataset}|{augment}|{seed}",
+                                        setting, loss.spec, seed, loss.sign, attrs))
+    return jobs
 
 
 def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[LossRef],
             *, recover: bool = True) -> tuple[optuna.Study, int, int]:
-    """Open (or resume) the transfer study and enqueue the missing cells.
+    """Open (or resume) the transfer study and enqueue the missing jobs.
 
     Returns:
-        The study, the number of cells in this grid, and how many of them are still to run
+        The study, the number of jobs in this grid, and how many of them are still to run
         (enqueued now, or waiting from an earlier run, or re-queued after an interruption).
     """
     from nlfs.storage import open_study, recover_interrupted
@@ -242,10 +242,10 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     if recover:
         recover_interrupted(study)
         requeue_interrupted(study)
-    cells = plan_cells(config, losses, base)
-    enqueue_cells(study, cells)
-    done = cell_results(study)
-    return study, len(cells), sum(c.id not in done for c in cells)
+    jobs = plan_jobs(config, losses, base)
+    enqueue_jobs(study, jobs)
+    done = job_results(study)
+    return study, len(jobs), sum(j.id not in done for j in jobs)
 
 
 RESULT_KEYS = ("loss", "arch", "dataset", "augment", "seed", "best_acc", "final_acc", "seconds",
@@ -253,9 +253,9 @@ RESULT_KEYS = ("loss", "arch", "dataset", "augment", "seed", "best_acc", "final_
 
 
 def results(study: optuna.Study) -> list[dict[str, Any]]:
-    """One record per finished cell (the re-run of an interrupted cell counts once)."""
+    """One record per settled job (the re-run of an interrupted job counts once)."""
     rows = []
-    for trial in sorted(cell_results(study).values(), key=lambda t: t.number):
+    for trial in sorted(job_results(study).values(), key=lambda t: t.number):
         rows.append({k: trial.user_attrs.get(k) for k in RESULT_KEYS})
     return rows
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from nlfs.errors import ConfigError
+from nlfs.experiments.funnel import Funnel, FunnelStage, Survivor, funnel_from_study
 from nlfs.report.build import GroupSummary, Report, build_report, stars
-from nlfs.report.funnel import Funnel, FunnelStage, Survivor, funnel_from_study
 
 FORMATS = ("md", "html", "tex", "json")
 FILE_NAMES = {"md": "report.md", "html": "report.html", "tex": "report.tex",

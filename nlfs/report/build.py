@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nlfs.report.funnel import Funnel
+from nlfs.experiments.funnel import Funnel
 from nlfs.stats import DEFAULT_RESAMPLES, Analysis, Comparison, Setting, analyse
 from nlfs.stats.records import RunRecord
 
@@ -49,7 +49,7 @@ class Report:
         analysis: all statistics (:func:`nlfs.stats.analyse`).
         summaries: one per (setting, loss) present, settings sorted, baseline first.
         funnel: the elimination funnel, when an elimination study was given.
-        notes: remarks on the input (skipped failed cells, and the analysis's own notes).
+        notes: remarks on the input (skipped failed grid jobs, and the analysis's own notes).
     """
 
     source: str
@@ -107,7 +107,7 @@ def build_report(
         records: tidy records.
         source: a description of where they came from.
         funnel: an elimination funnel to include.
-        notes: remarks on the input to show (e.g. failed grid cells that were skipped).
+        notes: remarks on the input to show (e.g. failed grid jobs that were skipped).
 
     The other keyword arguments are passed to :func:`nlfs.stats.analyse`; ``significance_test``
     also picks the p-values behind the stars.

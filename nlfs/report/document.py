@@ -29,7 +29,7 @@ class Bullets:
 
 
 @dataclass(frozen=True)
-class Cell:
+class Entry:
     text: str
     bold: bool = False
 
@@ -37,7 +37,7 @@ class Cell:
 @dataclass(frozen=True)
 class Table:
     columns: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
+    rows: tuple[tuple[Entry, ...], ...]
     caption: str = ""
 
 
@@ -116,14 +116,14 @@ def _means_table(report: Report) -> Table:
     a = report.analysis
     rows = []
     for setting in a.settings:
-        row = [Cell(setting.label)]
+        row = [Entry(setting.label)]
         for loss in a.losses:
             s = report.summary(setting, loss)
             if s is None:
-                row.append(Cell("–"))
+                row.append(Entry("–"))
                 continue
             text = f"{num(s.mean)} ± {num(s.std)} (n={s.n})"
-            row.append(Cell(f"{text} {s.stars}".rstrip(), bold=s.best))
+            row.append(Entry(f"{text} {s.stars}".rstrip(), bold=s.best))
         rows.append(tuple(row))
     return Table(("Setting", *a.losses), tuple(rows))
 
@@ -131,7 +131,7 @@ def _means_table(report: Report) -> Table:
 def _comparisons_table(report: Report) -> Table:
     rows = []
     for c in report.analysis.comparisons:
-        rows.append(tuple(Cell(t) for t in (
+        rows.append(tuple(Entry(t) for t in (
             c.setting.label, c.loss, "paired" if c.paired else "unpaired",
             f"{c.n_loss}/{c.n_baseline}", num(c.mean_difference),
             f"[{num(c.ci.low)}, {num(c.ci.high)}]", num(c.cohens_d, 2), num(c.cliffs_delta, 2),
@@ -143,7 +143,7 @@ def _comparisons_table(report: Report) -> Table:
 
 
 def _wins_table(report: Report) -> Table:
-    rows = tuple(tuple(Cell(t) for t in (
+    rows = tuple(tuple(Entry(t) for t in (
         w.loss, str(w.wins), str(w.ties), str(w.losses), str(w.significant_wins),
         str(w.significant_losses), pval(w.sign_test_p))) for w in report.analysis.wins)
     return Table(("Loss", "Wins", "Ties", "Losses", "Significant wins", "Significant losses",
@@ -164,9 +164,9 @@ def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
         "differ by more than CD differ significantly (rank 1 is best)."))
     order = sorted(range(len(f.names)), key=lambda i: f.average_ranks[i])
     blocks.append(Table(("Loss", "Average rank"), tuple(
-        (Cell(f.names[i]), Cell(num(f.average_ranks[i], 3))) for i in order)))
+        (Entry(f.names[i]), Entry(num(f.average_ranks[i], 3))) for i in order)))
     blocks.append(Table(("Loss A", "Loss B", "Rank difference", "Nemenyi p", "Significant"),
-                        tuple(tuple(Cell(t) for t in (x, y, num(d, 3), pval(p),
+                        tuple(tuple(Entry(t) for t in (x, y, num(d, 3), pval(p),
                                                       "yes" if sig else "no"))
                               for x, y, d, p, sig in n.pairs)))
     blocks += [fig for fig in figures if fig.path == "figures/critical_difference.png"]
@@ -179,13 +179,13 @@ def _funnel_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
     blocks: list[Block] = [
         Heading(f"Elimination funnel ({funnel.study})"),
         Table(("Stage", "Name", "Ran", "Failed", "Kept"), tuple(
-            tuple(Cell(t) for t in (str(s.stage + 1), s.name, str(s.ran), str(s.failed),
+            tuple(Entry(t) for t in (str(s.stage + 1), s.name, str(s.ran), str(s.failed),
                                     "undecided" if s.kept is None else str(s.kept)))
             for s in funnel.stages)),
     ]
     blocks += [fig for fig in figures if fig.path == "figures/funnel.png"]
     if funnel.survivors:
         blocks.append(Table(("Survivor", "Fitness"), tuple(
-            (Cell(s.candidate), Cell(num(s.fitness))) for s in funnel.survivors),
+            (Entry(s.candidate), Entry(num(s.fitness))) for s in funnel.survivors),
             "Kept by the last decided stage"))
     return blocks

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from nlfs.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
 
 
-def _cell(text: str, bold: bool) -> str:
+def _entry(text: str, bold: bool) -> str:
     text = text.replace("|", "\\|").replace("*", "\\*")
     return f"**{text}**" if bold else text
 
@@ -28,7 +28,7 @@ def render(blocks: Sequence[Block]) -> str:
                 lines.append(f"*{block.caption}*\n")
             lines.append("| " + " | ".join(block.columns) + " |")
             lines.append("|" + "|".join("---" for _ in block.columns) + "|")
-            lines += ["| " + " | ".join(_cell(c.text, c.bold) for c in row) + " |"
+            lines += ["| " + " | ".join(_entry(c.text, c.bold) for c in row) + " |"
                       for row in block.rows]
             out.append("\n".join(lines))
         elif isinstance(block, Figure):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure as MplFigure
 
+from nlfs.experiments.funnel import Funnel
 from nlfs.report.build import Report
 from nlfs.report.document import Figure
-from nlfs.report.funnel import Funnel
 from nlfs.stats import FriedmanResult, NemenyiResult
 
 FIGURE_DIR = "figures"

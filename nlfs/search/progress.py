@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from nlfs.search.trials import TrialCache, classify
-from nlfs.storage import storage_label
+from nlfs.storage import storage_label, study_storage
 
 
 class ProgressDisplay:
@@ -124,7 +124,7 @@ def summarize(study: optuna.Study, n: int = 10) -> dict[str, Any]:
     counts = Counter(classify(t) for t in trials)
     return {
         "study": study.study_name,
-        "storage": storage_label(study._storage),
+        "storage": storage_label(study_storage(study)),
         "kind": attrs.get("kind"),
         "strategy": attrs.get("strategy"),
         "space": attrs.get("space"),

@@ -48,6 +48,8 @@ from nlfs.storage import (
     recover_interrupted,
     set_study_user_attrs,
     set_trial_user_attrs,
+    study_id_of,
+    study_storage,
     worker_identity,
     worker_label,
 )
@@ -125,7 +127,7 @@ class SearchWorker:
         self.strategy_cls = get_strategy(config.strategy)
         self.cache = TrialCache(study)
         self.recovered: list[int] = []
-        self._storage = study._storage
+        self._storage = study_storage(study)
         self._factory = evaluator_factory or default_evaluator
         self._evaluators: dict[str, Any] = {}
         self._on_update = on_update or (lambda worker: None)
@@ -203,7 +205,7 @@ class SearchWorker:
             intermediate_values={},
             trial_id=-1,
         )
-        trial_id = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        trial_id = self._storage.create_new_trial(study_id_of(self.study), template_trial=template)
         number = self._storage.get_trial_number_from_id(trial_id)
         self._own.add(number)
         self._sync()

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.evaluation.results import State
 from nlfs.search.strategy import Candidate, TrialRecord
-from nlfs.storage import NOT_COUNTED, SURPLUS
+from nlfs.storage import NOT_COUNTED, SURPLUS, study_id_of, study_storage
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
@@ -91,8 +91,8 @@ class TrialCache:
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
-        self._storage = study._storage
-        self._study_id = study._study_id
+        self._storage = study_storage(study)
+        self._study_id = study_id_of(study)
         self.trials: dict[int, FrozenTrial] = {}
         self.counted = 0
         self.key_holders: dict[str, set[int]] = {}

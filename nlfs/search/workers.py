@@ -1,17 +1,22 @@
 """Entry points of a search: one process, K local worker processes, or joining a study.
 
-``run_search`` opens (or resumes) the study and runs its workers; ``join_study`` is
-``nlfs worker``: it reads the study's ``kind`` and runs the matching worker loop, so a search or
-a transfer/elimination grid can be helped from another process or machine.
+``run_search`` opens (or resumes) the study and runs its workers; ``join_search`` is the search
+half of ``nlfs worker`` (the CLI hands studies of other kinds to their own worker loop).
+:func:`run_processes` is the one way NLFS runs K local worker processes on a study, for a search
+here and for the grid studies of :mod:`nlfs.experiments`, with one Ctrl-C policy: every worker
+marks its running trial interrupted before it exits, and the parent waits for that.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -27,12 +32,14 @@ from nlfs.search.runner import (
     total_rejections,
 )
 from nlfs.search.trials import TrialCache
-from nlfs.storage import load_existing_study, open_study, resolve_storage, storage_label
+from nlfs.storage import open_study, quiet_optuna, resolve_storage, storage_label, study_storage
 
 POLL_S = 0.5
-"""How often the parent of K worker processes refreshes the progress bar (seconds)."""
+"""How often the parent of K worker processes refreshes the progress (seconds)."""
 JOIN_TIMEOUT_S = 60.0
 """How long the parent waits for workers to record an interruption after Ctrl-C (seconds)."""
+INTERRUPTED_EXIT = 130
+"""Exit code of a worker process stopped by Ctrl-C (128 + SIGINT, as a shell reports it)."""
 
 
 def run_search(
@@ -67,18 +74,28 @@ def run_search(
         name, resolve_storage(storage, name, runs_dir), attrs=study_attrs(config),
         unhashed=NOT_HASHED,
     )
-    display = ProgressDisplay(config.budget, enabled=progress)
-    with display:
-        if config.workers == 1:
-            worker = SearchWorker(
-                study,
-                config,
-                evaluator_factory=evaluator_factory,
-                on_update=_updater(display, study),
-            )
-            worker.run(max_trials=max_trials)
-        else:
-            _run_processes(study, config, evaluator_factory, display)
+    if config.workers == 1:
+        return _run_here(study, config, evaluator_factory, progress, max_trials)
+    with ProgressDisplay(config.budget, enabled=progress) as display:
+        spec = storage_label(study_storage(study))
+        args = (study.study_name, spec, config.to_dict(), evaluator_factory)
+        run_processes(_search_worker, args, config.workers, on_poll=_poller(display, study))
+    return summarize(study)
+
+
+def _run_here(
+    study: optuna.Study,
+    config: SearchConfig,
+    factory: EvaluatorFactory | None,
+    progress: bool,
+    max_trials: int | None = None,
+) -> dict[str, Any]:
+    """One worker in this process behind the progress bar; returns :func:`summarize`'s dict."""
+    with ProgressDisplay(config.budget, enabled=progress) as display:
+        worker = SearchWorker(
+            study, config, evaluator_factory=factory, on_update=_updater(display, study)
+        )
+        worker.run(max_trials=max_trials)
     return summarize(study)
 
 
@@ -89,43 +106,68 @@ def _updater(display: ProgressDisplay, study: optuna.Study):
     return lambda worker: display.update(worker.cache, total_rejections(study.user_attrs))
 
 
-def _run_processes(
-    study: optuna.Study,
-    config: SearchConfig,
-    factory: EvaluatorFactory | None,
-    display: ProgressDisplay,
+def _poller(display: ProgressDisplay, study: optuna.Study):
+    """The parent's progress callback while K processes run; None when nothing is drawn."""
+    if not display.enabled:
+        return None
+    cache = TrialCache(study)
+
+    def refresh() -> None:
+        cache.sync()
+        display.update(cache, total_rejections(study.user_attrs))
+
+    return refresh
+
+
+def run_processes(
+    target: Callable[..., Any],
+    args: Sequence[Any],
+    workers: int,
+    *,
+    on_poll: Callable[[], None] | None = None,
+    poll_s: float = POLL_S,
 ) -> None:
-    """K spawned worker processes on one study; the parent only draws progress."""
+    """Run ``target(*args)`` in ``workers`` spawned processes until every one has exited.
+
+    Each process gets ``cores // workers`` torch threads and quiet Optuna logging; an
+    :class:`NLFSError` in it is printed as one line. The parent only calls ``on_poll`` (progress)
+    right away, every ``poll_s`` seconds or when a process exits, and once at the end.
+
+    Ctrl-C: a worker takes its first SIGINT as KeyboardInterrupt (its loop marks the running
+    trial interrupted) and ignores later ones, so the parent may forward the signal to every
+    worker without cutting that short (a terminal sends it to all of them anyway). The parent
+    then waits up to :data:`JOIN_TIMEOUT_S` for them and terminates any still running.
+
+    Args:
+        target: a module-level function (spawned processes import it by name).
+        args: its arguments; picklable.
+
+    Raises:
+        KeyboardInterrupt: after Ctrl-C, once the workers stopped.
+        NLFSError: a worker exited with an error (its message is on stderr above).
+    """
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    spec = storage_label(study._storage)
+    threads = max(1, (os.cpu_count() or 1) // workers)
     processes = [
-        context.Process(
-            target=_worker_main,
-            args=(study.study_name, spec, config.to_dict(), threads, factory),
-            name=f"nlfs-worker-{i}",
-        )
-        for i in range(config.workers)
+        context.Process(target=_process_main, args=(target, tuple(args), threads),
+                        name=f"nlfs-worker-{i}")
+        for i in range(workers)
     ]
     for process in processes:
         process.start()
-    cache = TrialCache(study)
     try:
-        while any(p.is_alive() for p in processes):
-            cache.sync()
-            display.update(cache, total_rejections(study.user_attrs))
-            time.sleep(POLL_S)
+        while alive := [p for p in processes if p.is_alive()]:
+            if on_poll is not None:
+                on_poll()
+            multiprocessing.connection.wait([p.sentinel for p in alive], timeout=poll_s)
     except KeyboardInterrupt:
-        # The terminal sent SIGINT to the workers too; give them time to mark their trials.
-        for process in processes:
-            process.join(JOIN_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
+        _interrupt(processes)
         raise
-    for process in processes:
-        process.join()
-    cache.sync()
-    display.update(cache, total_rejections(study.user_attrs))
+    except BaseException:
+        _terminate(processes)
+        raise
+    if on_poll is not None:
+        on_poll()
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise NLFSError(
@@ -134,67 +176,79 @@ def _run_processes(
         )
 
 
-def _worker_main(
-    study_name: str,
-    storage_spec: str,
-    config_data: dict[str, Any],
-    threads: int,
-    factory: EvaluatorFactory | None,
-) -> None:
-    """Body of one spawned worker process."""
-    import sys
+def _interrupt(processes: list[multiprocessing.Process]) -> None:
+    """Ctrl-C every live worker, wait for them to record it, terminate the stragglers."""
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    try:
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+    finally:  # also on a second Ctrl-C: the user wants out now
+        _terminate(processes)
 
+
+def _terminate(processes: list[multiprocessing.Process]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    # Later SIGINTs (the parent forwarding a terminal's Ctrl-C) must not interrupt the handler
+    # that marks the running trial interrupted.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _process_main(target: Callable[..., Any], args: tuple, threads: int) -> None:
+    """Body of one spawned worker process."""
+    signal.signal(signal.SIGINT, _interrupt_once)
     import torch
 
     # This process is ours alone, so it may size torch's pool: cores are split between workers.
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     try:
-        storage = resolve_storage(storage_spec, study_name)
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        SearchWorker(study, config_from_dict(config_data), evaluator_factory=factory).run()
+        target(*args)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
     except NLFSError as err:
         print(f"Error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
-def join_study(
+def _search_worker(
     study_name: str,
-    storage: str | None,
+    storage_spec: str,
+    config_data: dict[str, Any],
+    factory: EvaluatorFactory | None,
+) -> None:
+    """One search worker process on the study (a :func:`run_processes` target)."""
+    storage = resolve_storage(storage_spec, study_name)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    SearchWorker(study, config_from_dict(config_data), evaluator_factory=factory).run()
+
+
+def join_search(
+    study: optuna.Study,
     *,
     device: str | None = None,
     data_dir: str | None = None,
-    runs_dir: str | os.PathLike = "runs",
     evaluator_factory: EvaluatorFactory | None = None,
     progress: bool = False,
-) -> dict[str, Any] | None:
-    """``nlfs worker``: help a running study until its budget is used.
+) -> dict[str, Any]:
+    """``nlfs worker`` on a search study: help it until its budget is used.
 
-    Dispatches on the study's ``kind`` user attribute: ``search`` runs :class:`SearchWorker`
-    with the study's stored config (``device`` and ``data_dir`` may be overridden for this
-    machine); any other kind is handed to ``nlfs.experiments.grid.run_worker``.
+    Runs :class:`SearchWorker` with the study's stored config; ``device`` and ``data_dir`` may be
+    overridden for this machine.
 
     Returns:
-        The search summary, or None for other kinds.
+        :func:`summarize`'s dict of the study.
     """
-    study = load_existing_study(study_name, storage, runs_dir)
-    kind = study.user_attrs.get("kind")
-    if kind != "search":
-        grid = importlib.import_module("nlfs.experiments.grid")
-        grid.run_worker(study_name, study._storage, device=device or "auto", data_dir=data_dir)
-        return None
     config = config_from_dict(study.user_attrs["config"])
     overrides = {k: v for k, v in (("device", device), ("data_dir", data_dir)) if v is not None}
-    config = dataclasses.replace(config, **overrides)
-    display = ProgressDisplay(config.budget, enabled=progress)
-    with display:
-        worker = SearchWorker(
-            study,
-            config,
-            evaluator_factory=evaluator_factory,
-            on_update=_updater(display, study),
-        )
-        worker.run()
-    return summarize(study)
+    return _run_here(study, dataclasses.replace(config, **overrides), evaluator_factory, progress)

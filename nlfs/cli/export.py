@@ -1,39 +1,16 @@
-"""``nlfs best`` and ``nlfs export``: read a finished (or running) search study."""
+"""``nlfs export``: write a found loss of a search study as a standalone PyTorch module."""
 
 from __future__ import annotations
 
 import click
 
-from nlfs.cli.common import console, echo_json, json_option
+from nlfs.cli.common import console, storage_option, study_option
 from nlfs.errors import ConfigError
 
-_study_option = click.option("--study", "study_name", required=True, help="The study to read.")
-_storage_option = click.option(
-    "--storage", help="Journal file path or storage URL [default: runs/STUDY.journal]."
-)
-
 
 @click.command()
-@_study_option
-@_storage_option
-@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many losses to show.")
-@json_option
-def best(study_name, storage, count, as_json) -> None:
-    """Show the best losses of a study with their fitness and expressions."""
-    from nlfs.search.progress import render_best, summarize
-    from nlfs.storage import load_existing_study
-
-    summary = summarize(load_existing_study(study_name, storage), count)
-    if as_json:
-        echo_json(summary)
-    else:
-        render_best(summary, console)
-
-
-@click.command()
-@_study_option
-@_storage_option
+@study_option("The study to read.")
+@storage_option
 @click.option("--trial", "number", type=int, required=True, help="Trial number to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .py file to write.")
 @click.option("--format", "fmt", type=click.Choice(["py", "latex"]), default="py",
@@ -43,7 +20,7 @@ def export(study_name, storage, number, output, fmt) -> None:
     from optuna.trial import TrialState
 
     from nlfs.losses.export import latex_formula, write_module
-    from nlfs.storage import load_existing_study, storage_label
+    from nlfs.storage import load_existing_study, storage_label, study_storage
 
     study = load_existing_study(study_name, storage)
     trials = study.get_trials(deepcopy=False)
@@ -61,7 +38,7 @@ def export(study_name, storage, number, output, fmt) -> None:
     state = "ok" if trial.state == TrialState.COMPLETE else trial.user_attrs.get("state")
     provenance = {
         "study": study_name,
-        "storage": storage_label(study._storage),
+        "storage": storage_label(study_storage(study)),
         "trial": number,
         "state": state,
         "fitness (best validation accuracy)": trial.value,
