@@ -1,8 +1,9 @@
-"""A fake evaluator for the study-runner tests: instant, deterministic, with failures.
+"""Evaluators for the study-runner tests: a fake one (instant) and the real one, shared.
 
-The runner's logic (budget, resume, recovery, workers) does not depend on training, so these
-tests score a candidate from its loss's expression instead; the end-to-end tests use the real
-evaluator with ``tests/profiles/nano.toml``.
+The runner's mechanics (workers, recovery, storage URLs) do not depend on training, so those
+tests score a candidate from its loss's expression instead. Budget and resume are checked on
+real results: :class:`RealFactory` trains with ``tests/profiles/micro_short.toml``; the
+end-to-end tests use the real evaluator with ``tests/profiles/nano.toml`` and ``micro``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from nlfs.losses.expressions import expression_key
 
 NANO = str(Path(__file__).parent / "profiles" / "nano.toml")
 """The tiny real profile for end-to-end tests (loaded by path)."""
+MICRO_SHORT = str(Path(__file__).parent / "profiles" / "micro_short.toml")
+"""micro cut to 40 steps: real, seed-dependent results at a few tenths of a second each."""
 
 
 def fake_fitness(expression: str) -> float | None:
@@ -32,12 +35,15 @@ class FakeEvaluator:
         profile: the profile name it was built for (recorded in results).
         crash_at: evaluation index (0-based) at which to raise ``crash`` (None: never).
         crash: the exception type to raise, or ``"exit"`` to kill the process abruptly.
+        inner: a real evaluator to score with instead of :func:`fake_fitness`.
     """
 
-    def __init__(self, profile: str, crash_at: int | None = None, crash=KeyboardInterrupt):
+    def __init__(self, profile: str, crash_at: int | None = None, crash=KeyboardInterrupt,
+                 inner=None):
         self.profile = profile
         self.crash_at = crash_at
         self.crash = crash
+        self.inner = inner
         self.seen: list[str] = []
 
     def evaluate(self, requests):
@@ -49,6 +55,9 @@ class FakeEvaluator:
                 raise self.crash()
             expression = request.loss.expression
             self.seen.append(expression)
+            if self.inner is not None:
+                results.extend(self.inner.evaluate([request]))
+                continue
             fitness = fake_fitness(expression)
             state = State.OK if fitness is not None else State.NAN
             results.append(
@@ -65,13 +74,23 @@ class FakeFactory:
         self.built: list[FakeEvaluator] = []
 
     def __call__(self, profile, config):
-        evaluator = FakeEvaluator(profile, self.crash_at, self.crash)
+        evaluator = FakeEvaluator(profile, self.crash_at, self.crash, self._inner(profile, config))
         self.built.append(evaluator)
         return evaluator
+
+    def _inner(self, profile, config):
+        return None
 
     @property
     def seen(self) -> list[str]:
         return [e for evaluator in self.built for e in evaluator.seen]
+
+
+class RealFactory(FakeFactory):
+    """:class:`FakeFactory` scoring with the real evaluator (shared, see below)."""
+
+    def _inner(self, profile, config):
+        return shared_real_factory(profile, config)
 
 
 _REAL: dict = {}

@@ -54,23 +54,49 @@ def test_augmentations_leave_the_global_rng_alone(spec):
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-@pytest.mark.parametrize("spec", ["mixup", "cutmix"])
-def test_mixes_carry_two_targets_and_a_weight(spec):
-    batch = run(spec, images(1), seed=4)
-    assert batch.y_mix is not None and 0.0 <= batch.lam <= 1.0
+def mixed(spec: str, seed: int) -> tuple[torch.Tensor, Batch, torch.Tensor]:
+    """Mix 8 random 3-channel images labelled 0..7 (unnormalised: mean 0, std 1).
+
+    Returns the images as floats, the mixed batch and the permutation its second targets
+    name (a label is the index of its image, so ``y_mix`` is the partner of each image).
+    """
+    gen = torch.Generator().manual_seed(100 + seed)
+    x = torch.randint(0, 256, (8, 3, 10, 12), generator=gen, dtype=torch.uint8)
+    labels = torch.arange(8)
+    batch = Augmenter(spec, mean=(0.0,) * 3, std=(1.0,) * 3)(
+        x, labels, torch.Generator().manual_seed(seed))
+    assert torch.equal(batch.y, labels)
+    assert batch.y_mix is not None and torch.equal(batch.y_mix.sort().values, labels)
+    return x.float() / 255.0, batch, batch.y_mix
 
 
-def test_cutmix_weight_is_the_kept_area():
-    x = torch.zeros(4, 1, 10, 10, dtype=torch.uint8)
-    x[1:] = 255  # sample 0 black, others white
-    aug = Augmenter("cutmix", mean=(0.0,), std=(1.0,))
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        batch = aug(x, torch.arange(4), gen)
-        pasted = (batch.x != x.float() / 255.0).float()
-        kept = 1.0 - pasted.sum() / pasted.numel()
-        # pasting from a same-coloured partner changes nothing, so the visible area bounds it
-        assert kept >= batch.lam - 1e-6
+@pytest.mark.parametrize("seed", range(4))
+def test_mixup_blends_each_image_with_the_partner_its_second_target_names(seed):
+    """Every pixel is lam * own + (1 - lam) * partner's, partner = the image labelled y_mix,
+    and lam measured from the pixels alone matches the batch's."""
+    x, batch, perm = mixed("mixup", seed)
+    assert 0.0 < batch.lam < 1.0
+    assert torch.allclose(batch.x, batch.lam * x + (1.0 - batch.lam) * x[perm], atol=1e-6)
+    # lam recovered independently: the least-squares weight of own against partner pixels
+    own, partner, out = x.flatten(), x[perm].flatten(), batch.x.flatten()
+    diff = own - partner
+    measured = ((out - partner) * diff).sum() / (diff * diff).sum()
+    assert measured.item() == pytest.approx(batch.lam, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutmix_pastes_one_box_from_the_named_partner_and_lam_is_the_kept_area(seed):
+    """Each pixel is either every image's own or every image's partner's (the image labelled
+    y_mix); the partner's pixels form one rectangle, and lam = 1 - its share of the image."""
+    x, batch, perm = mixed("cutmix", seed)
+    own = (batch.x == x).flatten(0, 1).all(0)
+    partner = (batch.x == x[perm]).flatten(0, 1).all(0)
+    assert bool((own | partner).all()), "a pixel came from neither image"
+    pasted = ~own  # random images: a pixel equal in both images of all pairs is unlikely
+    rows, cols = pasted.any(1), pasted.any(0)
+    assert torch.equal(pasted, rows[:, None] & cols[None, :]), "the pasted region is no box"
+    assert batch.lam == pytest.approx(1.0 - pasted.float().mean().item(), abs=1e-9)
+    assert 0.0 < batch.lam < 1.0, "these seeds paste a box: the checks above are not vacuous"
 
 
 def test_mixed_loss_is_the_weighted_sum_and_plain_for_unmixed_batches():

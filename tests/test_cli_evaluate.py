@@ -9,11 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from nlfs.cli import cli, main
-from nlfs.evaluation.data import DEBIAN_FASHION_MNIST
-
-needs_fmnist = pytest.mark.skipif(
-    not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
-    reason="Debian's dataset-fashion-mnist is not installed")
 
 TINY = """
 dataset = "fashion-mnist"
@@ -43,7 +38,7 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return exit_.value.code, out, err
 
 
-@needs_fmnist
+@pytest.mark.fmnist
 def test_json_output_has_the_record_fields(tiny_profile):
     result = CliRunner().invoke(cli, ["evaluate", "--loss", "cross_entropy", "--profile",
                                       tiny_profile, "--seed", "3", "--json", "--device", "cpu"])
@@ -55,7 +50,7 @@ def test_json_output_has_the_record_fields(tiny_profile):
     assert data["steps"] == 4 and data["profile"] == "tiny" and data["seed"] == 3
 
 
-@needs_fmnist
+@pytest.mark.fmnist
 def test_an_expression_trains_and_prints_a_table(tiny_profile):
     result = CliRunner().invoke(cli, ["evaluate", "--loss", "neg(mul(y, log(p)))",
                                       "--profile", tiny_profile])

@@ -28,15 +28,19 @@ def searched(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.fmnist
 def test_search_json_reports_the_study(searched):
     _, journal, summary, _ = searched
     assert summary["study"] == "s" and summary["storage"] == str(journal)
     assert summary["finished"] == 2 and summary["budget"] == 2
     assert summary["strategy"] == "regevo" and summary["profile"] == "nano"
+    assert sum(summary["counts"].values()) == 2
+    assert len(summary["best"]) == summary["counts"].get("ok", 0) >= 1, summary
     for row in summary["best"]:
         assert {"number", "fitness", "expression", "key", "sign"} <= set(row)
 
 
+@pytest.mark.fmnist
 def test_rerunning_the_same_command_resumes_and_finishes_at_once(searched):
     runner, _, summary, args = searched
     again = runner.invoke(cli, args, catch_exceptions=False)
@@ -46,6 +50,7 @@ def test_rerunning_the_same_command_resumes_and_finishes_at_once(searched):
     assert "best losses of s" in table.stdout and "2/2 evaluated" in table.stdout
 
 
+@pytest.mark.fmnist
 def test_a_different_config_for_the_study_is_refused(searched):
     runner, _, _, args = searched
     result = runner.invoke(cli, [*args, "--seed", "5"])
@@ -53,6 +58,7 @@ def test_a_different_config_for_the_study_is_refused(searched):
     assert "--study" in str(result.exception)
 
 
+@pytest.mark.fmnist
 def test_best_lists_the_top_losses(searched):
     runner, journal, summary, _ = searched
     result = runner.invoke(cli, ["best", "--study", "s", "--storage", str(journal), "-n", "1",
@@ -61,10 +67,11 @@ def test_best_lists_the_top_losses(searched):
     assert best == summary["best"][:1]
     table = runner.invoke(cli, ["best", "--study", "s", "--storage", str(journal)])
     assert table.exit_code == 0
-    if best:
-        assert str(best[0]["number"]) in table.stdout
+    assert len(best) == 1, "the searched fixture has an ok trial"
+    assert str(best[0]["number"]) in table.stdout
 
 
+@pytest.mark.fmnist
 def test_export_writes_a_module_and_prints_latex(searched, tmp_path):
     runner, journal, _, _ = searched
     out = tmp_path / "found_loss.py"
@@ -81,6 +88,7 @@ def test_export_writes_a_module_and_prints_latex(searched, tmp_path):
     assert isinstance(missing.exception, ConfigError)
 
 
+@pytest.mark.fmnist
 def test_worker_joins_a_finished_search_and_stops(searched):
     runner, journal, summary, _ = searched
     result = runner.invoke(cli, ["worker", "--study", "s", "--storage", str(journal), "--json"],

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nlfs.cli import cli
 from nlfs.losses.baselines import BASELINES
+from nlfs.losses.expressions import expression_key
 
 
 def run(*args: str):
@@ -74,7 +75,7 @@ def test_check_json_is_the_verdict():
         "accepted": True,
         "reason": "ok",
         "expression": "mul(y, log(p))",
-        "key": data["key"],
+        "key": expression_key("mul(y, log(p))"),
         "sign": -1.0,
     }
 

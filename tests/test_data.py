@@ -15,14 +15,11 @@ from hypothesis import strategies as st
 from nlfs.errors import DataError
 from nlfs.evaluation import data
 from nlfs.evaluation.data import (
-    DEBIAN_FASHION_MNIST,
     IDX_FILES,
     load_dataset,
     make_split,
     split_indices,
 )
-
-HAS_FMNIST = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -144,7 +141,7 @@ def test_val_split_holds_out_train_images_and_test_split_uses_the_test_set(tmp_p
         make_split(ds, "train", val_size=8)
 
 
-@pytest.mark.skipif(not HAS_FMNIST, reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.fmnist
 def test_debian_fashion_mnist_is_the_default():
     ds = load_dataset()
     assert ds.train_x.shape == (60000, 1, 28, 28) and ds.test_x.shape == (10000, 1, 28, 28)

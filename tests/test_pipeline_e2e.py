@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 
 import optuna
+import pytest
 from click.testing import CliRunner
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 from nlfs.cli import cli
 from nlfs.storage import open_study, resolve_storage
 
+pytestmark = pytest.mark.fmnist
 PROFILES = Path(__file__).parent / "profiles"
 CANDIDATES = [  # (expression, search fitness); all fall as the true-class probability rises
     ("mul(y, sub(1, p))", 0.71),

@@ -78,13 +78,17 @@ def test_crossover_children_validate_and_leave_parents_unchanged(name, seed):
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_spaces_without_crossover_say_so(name):
-    """crossover raises NotImplementedError exactly where supports_crossover is False."""
+def test_crossover_works_exactly_where_supports_crossover_says_so(name):
+    """crossover gives a valid child where supports_crossover is True and raises
+    NotImplementedError where it is False."""
     space = get_space(name)
-    if not space.supports_crossover:
-        g = space.sample(random.Random(0))
+    rng = random.Random(0)
+    a, b = space.sample(rng), space.sample(rng)
+    if space.supports_crossover:
+        space.validate(space.crossover(a, b, rng))
+    else:
         with pytest.raises(NotImplementedError):
-            space.crossover(g, g, random.Random(0))
+            space.crossover(a, b, rng)
 
 
 @pytest.mark.parametrize("name", SPACES)

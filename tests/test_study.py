@@ -1,7 +1,10 @@
 """The study runner on a journal: budget, attributes, resume by replay, recovery, workers.
 
-Training is replaced by :class:`search_fakes.FakeEvaluator` (instant and deterministic); the
-end-to-end tests with the real evaluator are in test_search_e2e.py.
+Budget and resume are checked on real results (:class:`search_fakes.RealFactory`: the real
+evaluator with the 40-step micro profile, so fitness depends on the candidate and the seed).
+The mechanics that do not depend on training (refusals, dead workers, several workers, storage
+URLs) use :class:`search_fakes.FakeFactory`, instant and deterministic; the end-to-end tests
+are in test_search_e2e.py.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ from collections import Counter
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_fakes import FakeFactory, exiting_factory, rendezvous_factory
+from search_fakes import (
+    MICRO_SHORT,
+    FakeFactory,
+    RealFactory,
+    exiting_factory,
+    rendezvous_factory,
+    shared_real_factory,
+)
 
 from nlfs.errors import ConfigError
+from nlfs.evaluation.results import EvalRequest, State
+from nlfs.screening import loss_from_spec
 from nlfs.search.config import SearchConfig
 from nlfs.search.runner import SearchWorker, study_attrs
 from nlfs.search.workers import run_search
@@ -27,6 +39,12 @@ TRIAL_ATTRS = {
     "expression", "key", "sign", "parent", "mutation", "eval_seed", "failure_kind", "device",
     "seconds", "genome", "phase", "state", "best_acc", "final_acc", "steps",
 }
+FAILURES = {state.value for state in State} - {"ok", "interrupted"}
+OPTIONS = {
+    "regevo": {"population": 4, "tournament": 2},
+    "random": {},
+    "tpe": {"n_startup_trials": 3},
+}
 
 
 def config(**changes) -> SearchConfig:
@@ -36,6 +54,12 @@ def config(**changes) -> SearchConfig:
     )
     base.update(changes)
     return SearchConfig(**base)
+
+
+def real_config(strategy: str = "regevo", **changes) -> SearchConfig:
+    """A config scored by the real evaluator (micro_short, CPU, training seed 5)."""
+    return config(strategy=strategy, strategy_options=OPTIONS[strategy], profile=MICRO_SHORT,
+                  device="cpu", eval_seed=5, **changes)
 
 
 def load(path, name="s"):
@@ -52,56 +76,88 @@ def counted(study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
-def test_budget_is_reached_exactly_and_trials_carry_their_attributes(tmp_path):
-    factory = FakeFactory()
-    summary = run_search(config(), study_name="s", storage=str(tmp_path / "j"),
+def outcomes(study) -> list[tuple]:
+    """What each counted trial tried and got: (key, fitness, failure kind, best accuracy)."""
+    return [(t.user_attrs["key"], t.value, t.user_attrs["failure_kind"], t.user_attrs["best_acc"])
+            for t in counted(study)]
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    """Outcomes of one uninterrupted real search to budget 6 per strategy (run once each)."""
+    runs: dict[str, list[tuple]] = {}
+
+    def get(strategy: str) -> list[tuple]:
+        if strategy not in runs:
+            path = tmp_path_factory.mktemp("unbroken") / "j"
+            run_search(real_config(strategy, budget=6), study_name="s", storage=str(path),
+                       evaluator_factory=RealFactory())
+            runs[strategy] = outcomes(load(path))
+        return runs[strategy]
+
+    return get
+
+
+@pytest.mark.fmnist
+def test_budget_is_reached_exactly_and_trials_carry_their_real_results(tmp_path):
+    cfg = real_config(budget=8)
+    factory = RealFactory()
+    summary = run_search(cfg, study_name="s", storage=str(tmp_path / "j"),
                          evaluator_factory=factory)
     study = load(tmp_path / "j")
     done = counted(study)
-    assert len(done) == 12 == summary["finished"]
-    assert len({t.user_attrs["key"] for t in done}) == 12, "a duplicate reached the evaluator"
-    assert len(factory.seen) == 12
+    assert len(done) == 8 == summary["finished"] == len(factory.seen)
+    assert len({t.user_attrs["key"] for t in done}) == 8, "a duplicate reached the evaluator"
     for trial in done:
         assert TRIAL_ATTRS <= set(trial.user_attrs)
+        assert trial.user_attrs["eval_seed"] == 5 and trial.user_attrs["device"] == "cpu"
         if trial.state == TrialState.COMPLETE:
             assert trial.user_attrs["failure_kind"] is None
-            assert trial.value == trial.user_attrs["best_acc"]
+            assert trial.value == trial.user_attrs["best_acc"] >= trial.user_attrs["final_acc"]
         else:
-            assert trial.value is None and trial.user_attrs["failure_kind"] == "nan"
+            assert trial.value is None and trial.user_attrs["failure_kind"] in FAILURES
+    fitnesses = [t.value for t in done if t.value is not None]
+    assert len(set(fitnesses)) >= 2, "real candidates should not all score alike"
     attrs = study.user_attrs
     assert attrs["kind"] == "search" and attrs["strategy"] == "regevo"
-    assert attrs["config_hash"] == config().hash()
+    assert attrs["config_hash"] == cfg.hash()
     assert {"space", "profile", "seed", "budget", "rejections"} <= set(attrs)
-    assert summary["best"][0]["fitness"] == max(t.value for t in done if t.value is not None)
+    best = max((t for t in done if t.value is not None), key=lambda t: t.value)
+    assert summary["best"][0]["fitness"] == best.value
+    # The stored fitness is that loss trained from the recorded seed: retraining reproduces it.
+    loss = loss_from_spec(best.user_attrs["expression"], sign=best.user_attrs["sign"])
+    again = shared_real_factory(MICRO_SHORT, cfg).evaluate([EvalRequest(loss, 5)])[0]
+    assert again.fitness == best.value
 
 
+@pytest.mark.fmnist
 @pytest.mark.parametrize("strategy", ["regevo", "random", "tpe"])
-def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(tmp_path, strategy):
-    """Stopping after k trials and rerunning gives the same candidates as one run to n."""
-    options = {"population": 4, "tournament": 2} if strategy == "regevo" else {}
-    if strategy == "tpe":
-        options = {"n_startup_trials": 3}
-    whole = config(strategy=strategy, strategy_options=options, budget=9)
-    run_search(whole, study_name="s", storage=str(tmp_path / "a"), evaluator_factory=FakeFactory())
-    first = config(strategy=strategy, strategy_options=options, budget=4)
-    run_search(first, study_name="s", storage=str(tmp_path / "b"), evaluator_factory=FakeFactory())
-    again = FakeFactory()
-    run_search(whole, study_name="s", storage=str(tmp_path / "b"), evaluator_factory=again)
-    keys_a = [t.user_attrs["key"] for t in counted(load(tmp_path / "a"))]
-    keys_b = [t.user_attrs["key"] for t in counted(load(tmp_path / "b"))]
-    assert len(keys_b) == 9 and len(set(keys_b)) == 9
-    assert keys_a == keys_b
-    assert len(again.seen) == 5, "the resumed run re-evaluated finished trials"
+def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(
+        tmp_path, strategy, unbroken):
+    """Stopping after k trials and rerunning gives the same candidates and fitness as one run."""
+    path = str(tmp_path / "b")
+    run_search(real_config(strategy, budget=3), study_name="s", storage=path,
+               evaluator_factory=RealFactory())
+    again = RealFactory()
+    run_search(real_config(strategy, budget=6), study_name="s", storage=path,
+               evaluator_factory=again)
+    split = outcomes(load(path))
+    assert len(split) == 6 and len({key for key, *_ in split}) == 6
+    assert split == unbroken(strategy)
+    assert len(again.seen) == 3, "the resumed run re-evaluated finished trials"
 
 
+@pytest.mark.fmnist
 def test_a_finished_study_resumes_to_nothing_and_a_raised_budget_extends_it(tmp_path):
     path = str(tmp_path / "j")
-    run_search(config(budget=5), study_name="s", storage=path, evaluator_factory=FakeFactory())
-    idle = FakeFactory()
-    run_search(config(budget=5), study_name="s", storage=path, evaluator_factory=idle)
+    run_search(real_config(budget=3), study_name="s", storage=path,
+               evaluator_factory=RealFactory())
+    idle = RealFactory()
+    run_search(real_config(budget=3), study_name="s", storage=path, evaluator_factory=idle)
     assert idle.seen == []
-    run_search(config(budget=8), study_name="s", storage=path, evaluator_factory=FakeFactory())
-    assert len(counted(load(path))) == 8
+    extend = RealFactory()
+    run_search(real_config(budget=5), study_name="s", storage=path, evaluator_factory=extend)
+    assert len(extend.seen) == 2 and len(counted(load(path))) == 5
 
 
 def test_a_different_config_for_an_existing_study_is_refused(tmp_path):
@@ -116,24 +172,30 @@ def test_a_different_config_for_an_existing_study_is_refused(tmp_path):
                    evaluator_factory=FakeFactory())
 
 
-def test_ctrl_c_marks_the_running_trial_interrupted_and_the_next_run_redoes_it(tmp_path):
+@pytest.mark.fmnist
+def test_ctrl_c_marks_the_running_trial_interrupted_and_the_next_run_redoes_it(
+        tmp_path, unbroken):
+    """After Ctrl-C the rerun first retries the interrupted candidate, with the outcome it has
+    in an unbroken run; later asks draw from their trial numbers, so they may differ."""
     path = str(tmp_path / "j")
     with pytest.raises(KeyboardInterrupt):
-        run_search(config(budget=6), study_name="s", storage=path,
-                   evaluator_factory=FakeFactory(crash_at=2))
+        run_search(real_config(budget=6), study_name="s", storage=path,
+                   evaluator_factory=RealFactory(crash_at=2))
     study = load(path)
     interrupted = [
         t for t in study.get_trials() if t.user_attrs.get("failure_kind") == "interrupted"
     ]
     assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
     assert len(counted(study)) == 2
-    rerun = FakeFactory()
-    run_search(config(budget=6), study_name="s", storage=path, evaluator_factory=rerun)
+    rerun = RealFactory()
+    run_search(real_config(budget=6), study_name="s", storage=path, evaluator_factory=rerun)
     assert rerun.seen[0] == interrupted[0].user_attrs["expression"], "not re-evaluated first"
+    assert len(rerun.seen) == 4
     done = counted(load(path))
     assert len(done) == 6 and len({t.user_attrs["key"] for t in done}) == 6
     retry = [t for t in done if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retry) == 1 and retry[0].user_attrs["key"] == interrupted[0].user_attrs["key"]
+    assert outcomes(load(path))[:3] == unbroken("regevo")[:3]
 
 
 def test_a_dead_workers_running_trial_is_recovered_as_interrupted_and_re_evaluated(tmp_path):

@@ -142,6 +142,7 @@ class RecordingLoss(torch.nn.Module):
         return self.inner(logits, target, *args, **kwargs)
 
 
+@pytest.mark.fmnist
 def test_same_seed_same_initial_weights_and_batch_across_losses():
     """Two different losses with one seed see identical first-step logits; another seed not."""
     from nlfs.evaluation.evaluator import Evaluator
