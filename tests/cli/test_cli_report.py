@@ -7,7 +7,7 @@ import sys
 
 import optuna
 import pytest
-from test_report import synthetic_records
+from report_fixtures import synthetic_records
 
 from nlfs.cli import main
 from nlfs.stats.records import write_csv

@@ -21,7 +21,7 @@ from nlfs.cli import cli
 from nlfs.storage import open_study, resolve_storage
 
 pytestmark = pytest.mark.fmnist
-PROFILES = Path(__file__).parent / "profiles"
+PROFILES = Path(__file__).parents[1] / "profiles"
 CANDIDATES = [  # (expression, search fitness); all fall as the true-class probability rises
     ("mul(y, sub(1, p))", 0.71),
     ("square(sub(p, y))", 0.70),

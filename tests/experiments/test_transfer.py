@@ -30,7 +30,7 @@ from nlfs.experiments.transfer import (
 )
 from nlfs.storage import open_study, resolve_storage
 
-NANO_GRID = Path(__file__).parent / "profiles" / "nano_transfer.toml"
+NANO_GRID = Path(__file__).parents[1] / "profiles" / "nano_transfer.toml"
 _MICRO = base_profile(TransferConfig(profile="micro"))
 
 

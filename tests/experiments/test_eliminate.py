@@ -25,7 +25,7 @@ from nlfs.experiments.grid import run_worker
 from nlfs.experiments.jobs import check_names
 from nlfs.storage import open_study, resolve_storage
 
-NANO = Path(__file__).parent / "profiles" / "nano.toml"
+NANO = Path(__file__).parents[1] / "profiles" / "nano.toml"
 # (expression, key, search fitness); "k1" appears twice (a duplicate key), one trial fails.
 SEARCH = [
     ("mul(y, log(p))", "k0", 0.90),

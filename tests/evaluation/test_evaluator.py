@@ -22,7 +22,7 @@ from nlfs.evaluation.results import EvalRequest, State
 from nlfs.evaluation.training import lr_factor
 from nlfs.losses.compile import ExpressionLoss
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CROSS_ENTROPY = "neg(mul(y, log(p)))"
 
 
