@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test search lint bench clean
+.PHONY: setup data test search lint format bench clean
 
 setup: $(STAMP) data
 
@@ -31,8 +31,14 @@ test: setup
 search: setup
 	$(BIN)/nlfs search --strategy regevo
 
+LINTED := nlfs strategies tests benchmarks
+
 lint: setup
-	$(BIN)/ruff check nlfs strategies tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: setup
+	$(BIN)/ruff format $(LINTED)
 
 bench: setup
 	$(BIN)/python benchmarks/screening.py

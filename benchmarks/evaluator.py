@@ -44,11 +44,13 @@ def measure(profile_name: str, threads: int, candidates: int) -> None:
     accs = [r.best_acc for r in results if r.best_acc is not None]
     median = statistics.median(seconds)
     target = TARGET_S.get(profile_name)
-    print(f"{profile_name:<6} threads {threads}: median {median:6.2f} s per candidate "
-          f"(min {min(seconds):.2f}, max {max(seconds):.2f}; warm-up {warm.seconds:.2f}) "
-          f"-> {3600 / median:7.0f} evaluations/hour; target "
-          f"{'-' if target is None else f'{target:.0f} s'}; best acc "
-          f"{min(accs):.3f}-{max(accs):.3f}; states {sorted({r.state.value for r in results})}")
+    print(
+        f"{profile_name:<6} threads {threads}: median {median:6.2f} s per candidate "
+        f"(min {min(seconds):.2f}, max {max(seconds):.2f}; warm-up {warm.seconds:.2f}) "
+        f"-> {3600 / median:7.0f} evaluations/hour; target "
+        f"{'-' if target is None else f'{target:.0f} s'}; best acc "
+        f"{min(accs):.3f}-{max(accs):.3f}; states {sorted({r.state.value for r in results})}"
+    )
     # CPU seconds do not grow when other processes share the cores (wall seconds do); with
     # one thread they are the wall time the candidate would take on an idle core.
     print(f"{'':<6} threads {threads}: {cpu:6.2f} CPU seconds per candidate (all threads)")
@@ -60,8 +62,10 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--candidates", type=int, default=5)
     args = parser.parse_args()
-    print(f"CPU cores {os.cpu_count()}; load average {os.getloadavg()} (a shared CPU inflates "
-          "every number below)")
+    print(
+        f"CPU cores {os.cpu_count()}; load average {os.getloadavg()} (a shared CPU inflates "
+        "every number below)"
+    )
     for name in args.profiles:
         for threads in args.threads:
             measure(name, threads, args.candidates)

@@ -31,8 +31,14 @@ from nlfs.evaluation.profiles import Profile, load_profile
 from nlfs.evaluation.results import EvalRequest
 
 LOSSES = ("cross_entropy", "focal", "baikal")
-SMOKE = {"steps": 3, "train_size": 256, "val_size": 64, "resolution": 16,
-         "eval_batch_size": 64, "batch_size": 8}
+SMOKE = {
+    "steps": 3,
+    "train_size": 256,
+    "val_size": 64,
+    "resolution": 16,
+    "eval_batch_size": 64,
+    "batch_size": 8,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,8 +57,12 @@ def check_profile(args: argparse.Namespace) -> Profile:
     paper = load_profile("paper")
     steps = SMOKE["steps"] if args.smoke else args.steps
     changes = {
-        "steps": steps, "eval_every": steps, "give_up_after": None, "time_limit_s": None,
-        "warmup_steps": round(paper.warmup_steps * steps / paper.steps), "compile": args.compile,
+        "steps": steps,
+        "eval_every": steps,
+        "give_up_after": None,
+        "time_limit_s": None,
+        "warmup_steps": round(paper.warmup_steps * steps / paper.steps),
+        "compile": args.compile,
     }
     if args.data_dir is None:
         changes["dataset"] = "fashion-mnist"
@@ -64,8 +74,15 @@ def check_profile(args: argparse.Namespace) -> Profile:
 def step_flops(profile: Profile, evaluator: Evaluator) -> int:
     """FLOPs of one training step (forward and backward) of the profile's model and batch."""
     dataset = evaluator.data().dataset
-    model = build_model(profile.model, dataset.in_channels, dataset.num_classes, seed=0,
-                        device=evaluator.device, width=profile.width, dropout=profile.dropout)
+    model = build_model(
+        profile.model,
+        dataset.in_channels,
+        dataset.num_classes,
+        seed=0,
+        device=evaluator.device,
+        width=profile.width,
+        dropout=profile.dropout,
+    )
     size = profile.resolution or dataset.image_size
     x = torch.zeros(profile.batch_size, dataset.in_channels, size, size, device=evaluator.device)
     y = torch.zeros(profile.batch_size, dtype=torch.int64, device=evaluator.device)
@@ -89,31 +106,44 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     evaluator = Evaluator(profile, device=device, data_dir=args.data_dir)
     load_s = time.perf_counter() - start
-    gpu = (torch.cuda.get_device_name(evaluator.device) if evaluator.device.type == "cuda"
-           else "none (CPU)")
+    gpu = (
+        torch.cuda.get_device_name(evaluator.device)
+        if evaluator.device.type == "cuda"
+        else "none (CPU)"
+    )
     print(f"device {evaluator.device} ({gpu}); dataset {profile.dataset} loaded in {load_s:.1f} s")
-    print(f"profile: model {profile.model}, {profile.resolution} px, augment {profile.augment}, "
-          f"batch {profile.batch_size}, steps {profile.steps}, bf16 {profile.bf16}, "
-          f"channels_last {profile.channels_last}, compile {profile.compile}")
+    print(
+        f"profile: model {profile.model}, {profile.resolution} px, augment {profile.augment}, "
+        f"batch {profile.batch_size}, steps {profile.steps}, bf16 {profile.bf16}, "
+        f"channels_last {profile.channels_last}, compile {profile.compile}"
+    )
     flops = step_flops(profile, evaluator)
     seconds = []
     for seed, (name, loss) in enumerate(losses(count)):
         result = evaluator.evaluate([EvalRequest(loss, seed, name)])[0]
         seconds.append(result.seconds)
         best = "-" if result.best_acc is None else f"{result.best_acc:.4f}"
-        print(f"  {name:<14} seed {seed}: {result.state.value:<8} best acc {best}  "
-              f"{result.steps} steps in {result.seconds:.1f} s {result.message}")
+        print(
+            f"  {name:<14} seed {seed}: {result.state.value:<8} best acc {best}  "
+            f"{result.steps} steps in {result.seconds:.1f} s {result.message}"
+        )
     # the first candidate pays one-off costs (kernel selection, compilation): report it apart
     steady = seconds[1:] or seconds
     per_candidate = statistics.median(steady)
     per_step = per_candidate / profile.steps
     full = load_profile("paper").steps
-    print(f"first candidate {seconds[0]:.1f} s; median of the rest {per_candidate:.2f} s "
-          f"({1000 * per_step:.2f} ms per step)")
-    print(f"evaluations per GPU-hour: {3600 / per_candidate:.1f} at {profile.steps} steps, "
-          f"~{3600 / (per_step * full):.1f} extrapolated to the full {full} steps")
-    print(f"training FLOPs per step {flops / 1e9:.3f} GFLOP; achieved TFLOP/s "
-          f"{flops * profile.steps / per_candidate / 1e12:.3f} (lower bound: eval time included)")
+    print(
+        f"first candidate {seconds[0]:.1f} s; median of the rest {per_candidate:.2f} s "
+        f"({1000 * per_step:.2f} ms per step)"
+    )
+    print(
+        f"evaluations per GPU-hour: {3600 / per_candidate:.1f} at {profile.steps} steps, "
+        f"~{3600 / (per_step * full):.1f} extrapolated to the full {full} steps"
+    )
+    print(
+        f"training FLOPs per step {flops / 1e9:.3f} GFLOP; achieved TFLOP/s "
+        f"{flops * profile.steps / per_candidate / 1e12:.3f} (lower bound: eval time included)"
+    )
     print(f"total {time.perf_counter() - start:.1f} s")
     return 0
 

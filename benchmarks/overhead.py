@@ -62,14 +62,27 @@ def fill(study: optuna.Study, n: int, seed: int = 0) -> None:
         genome = space.sample(rng)
         expression = space.canonical(genome)
         attrs = {
-            "expression": expression, "key": space.key(genome), "sign": 1.0, "parent": None,
-            "mutation": "random", "eval_seed": 0, "failure_kind": None, "device": "cpu",
-            "seconds": 2.0, "genome": space.to_json(genome), "phase": "search", "state": "ok",
-            "best_acc": 0.5, "final_acc": 0.5, "steps": 200,
-            "worker": {"host": "bench", "pid": 0, "token": "fill"}, "retry_of": None,
+            "expression": expression,
+            "key": space.key(genome),
+            "sign": 1.0,
+            "parent": None,
+            "mutation": "random",
+            "eval_seed": 0,
+            "failure_kind": None,
+            "device": "cpu",
+            "seconds": 2.0,
+            "genome": space.to_json(genome),
+            "phase": "search",
+            "state": "ok",
+            "best_acc": 0.5,
+            "final_acc": 0.5,
+            "steps": 200,
+            "worker": {"host": "bench", "pid": 0, "token": "fill"},
+            "retry_of": None,
         }
-        trials.append(create_trial(state=TrialState.COMPLETE, value=rng.random() * 0.8,
-                                   user_attrs=attrs))
+        trials.append(
+            create_trial(state=TrialState.COMPLETE, value=rng.random() * 0.8, user_attrs=attrs)
+        )
         trials[-1].datetime_start = trials[-1].datetime_complete = now
     study.add_trials(trials)
 
@@ -99,7 +112,10 @@ def measure(stored: int, trials: int, folder: Path) -> dict[str, float]:
     ran = worker.run()
     loop = time.perf_counter() - start
     return {
-        "stored": stored, "ran": ran, "fill_s": filled, "replay_s": replay,
+        "stored": stored,
+        "ran": ran,
+        "fill_s": filled,
+        "replay_s": replay,
         "per_trial_ms": 1000 * loop / max(ran, 1),
         "ask_ms": 1000 * sum(ask_times) / max(len(ask_times), 1),
     }
@@ -114,16 +130,22 @@ def main() -> None:
     quiet_optuna()
     eval_s = args.eval_seconds if args.eval_seconds is not None else micro_seconds()
     print(f"micro evaluation: {eval_s:.2f} s per candidate (2% = {20 * eval_s:.0f} ms)")
-    print(f"{'stored':>7} {'fill s':>7} {'replay s':>9} {'runner ms/trial':>16} "
-          f"{'ask ms':>7} {'% of micro':>10}")
+    print(
+        f"{'stored':>7} {'fill s':>7} {'replay s':>9} {'runner ms/trial':>16} "
+        f"{'ask ms':>7} {'% of micro':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for stored in args.stored:
             r = measure(stored, args.trials, Path(tmp))
             share = 100 * r["per_trial_ms"] / 1000 / eval_s
-            print(f"{r['stored']:>7} {r['fill_s']:>7.1f} {r['replay_s']:>9.2f} "
-                  f"{r['per_trial_ms']:>16.1f} {r['ask_ms']:>7.1f} {share:>9.2f}%")
-    print("replay s: one-time start-up (screen rebuilt from every stored expression, strategy "
-          "told every trial); runner ms/trial includes ask, screen, tell and journal writes.")
+            print(
+                f"{r['stored']:>7} {r['fill_s']:>7.1f} {r['replay_s']:>9.2f} "
+                f"{r['per_trial_ms']:>16.1f} {r['ask_ms']:>7.1f} {share:>9.2f}%"
+            )
+    print(
+        "replay s: one-time start-up (screen rebuilt from every stored expression, strategy "
+        "told every trial); runner ms/trial includes ask, screen, tell and journal writes."
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,7 @@ def rdb_url(storage: BaseStorage) -> str | None:
     return None if url is None else str(url)
 
 
-def _journal_append(storage: BaseStorage, op: JournalOperation,
-                    logs: list[dict[str, Any]]) -> bool:
+def _journal_append(storage: BaseStorage, op: JournalOperation, logs: list[dict[str, Any]]) -> bool:
     """Append several journal records in one locked, fsynced write; False if not a journal.
 
     Optuna's JournalStorage writes (and fsyncs) one record per attribute; a trial has about
@@ -97,8 +96,10 @@ def heartbeat_thread(trial: int, storage: BaseStorage):
     return get_heartbeat_thread(trial, storage)
 
 
-def quiet_in_memory_study(name: str, direction: optuna.study.StudyDirection,
-                          ) -> tuple[BaseStorage, int]:
+def quiet_in_memory_study(
+    name: str,
+    direction: optuna.study.StudyDirection,
+) -> tuple[BaseStorage, int]:
     """A new in-memory storage holding one study ``name``: (storage, study id).
 
     The in-memory storage logs every study it creates at INFO; a strategy's private study

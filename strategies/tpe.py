@@ -100,9 +100,7 @@ class TPEStrategy(Strategy):
         self._constants = {
             name: d.choices[0] for name, d in self._distributions.items() if d.single()
         }
-        self._storage, self._study_id = quiet_in_memory_study(
-            _INNER_STUDY, StudyDirection.MAXIMIZE
-        )
+        self._storage, self._study_id = quiet_in_memory_study(_INNER_STUDY, StudyDirection.MAXIMIZE)
         self._study: optuna.Study | None = None
         self._asking: int | None = None  # the k whose proposals are in _trying
         self._trying: list[tuple[int, dict[str, Any]]] = []  # (inner trial id, params)

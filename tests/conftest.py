@@ -14,21 +14,27 @@ from nlfs.evaluation.data import DEBIAN_FASHION_MNIST, IDX_FILES
 settings.register_profile("nlfs", deadline=None)
 settings.load_profile("nlfs")
 
-NO_FMNIST = ("Debian's dataset-fashion-mnist is not installed: run `make setup` or "
-             "apt-get install dataset-fashion-mnist")
+NO_FMNIST = (
+    "Debian's dataset-fashion-mnist is not installed: run `make setup` or "
+    "apt-get install dataset-fashion-mnist"
+)
 NO_CUDA = "no CUDA device here: gpu tests run on a machine with one"
 
 
 def fashion_mnist_installed() -> bool:
     """Whether every idx file of Debian's Fashion-MNIST is there (plain or gzipped)."""
     stems = [stem for pair in IDX_FILES.values() for stem in pair]
-    return all((DEBIAN_FASHION_MNIST / stem).is_file()
-               or (DEBIAN_FASHION_MNIST / f"{stem}.gz").is_file() for stem in stems)
+    return all(
+        (DEBIAN_FASHION_MNIST / stem).is_file() or (DEBIAN_FASHION_MNIST / f"{stem}.gz").is_file()
+        for stem in stems
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    needs = {"fmnist": any("fmnist" in item.keywords for item in items),
-             "gpu": any("gpu" in item.keywords for item in items)}
+    needs = {
+        "fmnist": any("fmnist" in item.keywords for item in items),
+        "gpu": any("gpu" in item.keywords for item in items),
+    }
     missing = {}
     if needs["fmnist"] and not fashion_mnist_installed():
         missing["fmnist"] = NO_FMNIST

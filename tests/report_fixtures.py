@@ -7,8 +7,12 @@ import numpy as np
 from nlfs.stats.records import RunRecord
 
 LOSSES = ("cross_entropy", "baikal", "focal")
-SETTINGS = (("cnn", "fmnist", "none"), ("cnn", "fmnist", "flipcrop"),
-            ("resnet9", "fmnist", "none"), ("resnet9", "fmnist", "flipcrop"))
+SETTINGS = (
+    ("cnn", "fmnist", "none"),
+    ("cnn", "fmnist", "flipcrop"),
+    ("resnet9", "fmnist", "none"),
+    ("resnet9", "fmnist", "flipcrop"),
+)
 SEEDS = range(5)
 
 

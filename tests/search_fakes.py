@@ -38,8 +38,9 @@ class FakeEvaluator:
         inner: a real evaluator to score with instead of :func:`fake_fitness`.
     """
 
-    def __init__(self, profile: str, crash_at: int | None = None, crash=KeyboardInterrupt,
-                 inner=None):
+    def __init__(
+        self, profile: str, crash_at: int | None = None, crash=KeyboardInterrupt, inner=None
+    ):
         self.profile = profile
         self.crash_at = crash_at
         self.crash = crash

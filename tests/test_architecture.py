@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nlfs"
-ORDER = ("shared", "stats", "losses", "spaces", "screening", "evaluation", "search",
-         "experiments", "report", "cli")
+ORDER = (
+    "shared",
+    "stats",
+    "losses",
+    "spaces",
+    "screening",
+    "evaluation",
+    "search",
+    "experiments",
+    "report",
+    "cli",
+)
 SHARED = {"errors", "config", "storage", "optuna_compat"}
 
 
@@ -39,11 +49,18 @@ def imports(path: Path) -> list[tuple[int, str]]:
             elif node.module.split(".")[0] in ("nlfs", "strategies"):
                 found.append((node.lineno, node.module))
         elif isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names
-                      if a.name.split(".")[0] in ("nlfs", "strategies")]
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant)
-              and str(node.args[0].value).startswith(("nlfs.", "strategies"))):
+            found += [
+                (node.lineno, a.name)
+                for a in node.names
+                if a.name.split(".")[0] in ("nlfs", "strategies")
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and str(node.args[0].value).startswith(("nlfs.", "strategies"))
+        ):
             found.append((node.lineno, node.args[0].value))
     return found
 

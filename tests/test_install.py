@@ -19,9 +19,21 @@ def test_installed_package_runs_a_search_from_another_directory(tmp_path):
     """`pip install .` (a wheel) then `nlfs search --budget 3` elsewhere finds configs/."""
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         str(ROOT), "-w", str(wheels)],
-        check=True, capture_output=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT),
+            "-w",
+            str(wheels),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
     )
     (wheel,) = wheels.glob("nlfs-*.whl")
     site = tmp_path / "site"
@@ -39,8 +51,14 @@ def test_installed_package_runs_a_search_from_another_directory(tmp_path):
         "import sys, nlfs; print('package at', nlfs.__file__); "
         "from nlfs.cli import main; sys.argv = ['nlfs', 'search', '--budget', '3']; main()"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert f"package at {site}" in done.stdout
     assert "3/3 evaluated" in done.stdout

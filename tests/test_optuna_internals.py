@@ -171,8 +171,14 @@ def test_scored_tpe_sampler_hook_sees_tpes_candidates_and_decides_the_choice():
     def study_with(sampler):
         study = optuna.create_study(direction="maximize", sampler=sampler)
         for x in range(10):
-            study.add_trial(create_trial(params={"x": x}, distributions={"x": dist},
-                                         value=float(x < 3), state=TrialState.COMPLETE))
+            study.add_trial(
+                create_trial(
+                    params={"x": x},
+                    distributions={"x": dist},
+                    value=float(x < 3),
+                    state=TrialState.COMPLETE,
+                )
+            )
         return study
 
     kwargs = {"n_startup_trials": 2, "n_ei_candidates": 24, "seed": 1}

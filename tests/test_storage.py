@@ -74,9 +74,17 @@ def test_loading_a_missing_study_creates_no_file(tmp_path):
 
 def _running(study, worker) -> int:
     template = FrozenTrial(
-        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(tz=UTC),
-        datetime_complete=None, params={}, distributions={}, user_attrs={"worker": worker},
-        system_attrs={}, intermediate_values={}, trial_id=-1,
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.now(tz=UTC),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={"worker": worker},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
     )
     storage = study_storage(study)
     trial_id = storage.create_new_trial(study_id_of(study), template_trial=template)
@@ -85,8 +93,12 @@ def _running(study, worker) -> int:
 
 def test_only_trials_of_dead_workers_are_recovered_as_interrupted(tmp_path):
     study = open_study("s", resolve_storage(str(tmp_path / "j"), "s"), attrs=ATTRS)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     me = worker_identity()
     n_dead = _running(study, {**me, "pid": int(dead.stdout)})
     _running(study, me)  # this process: alive
@@ -102,7 +114,11 @@ def test_only_trials_of_dead_workers_are_recovered_as_interrupted(tmp_path):
 def test_rdb_storage_recovers_dead_local_workers_too(tmp_path):
     storage = resolve_storage(f"sqlite:///{tmp_path / 'x.db'}", "s")
     study = open_study("s", storage, attrs=ATTRS)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     number = _running(study, {**worker_identity(), "pid": int(dead.stdout)})
     assert recover_interrupted(study) == [number]

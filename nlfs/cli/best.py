@@ -10,8 +10,14 @@ from nlfs.cli.common import json_option, show_summary, storage_option, study_opt
 @click.command()
 @study_option("The study to read.")
 @storage_option
-@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many losses to show.")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many losses to show.",
+)
 @json_option
 def best(study_name, storage, count, as_json) -> None:
     """Show the best losses of a study with their fitness and expressions."""

@@ -16,21 +16,28 @@ def _counts(value: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise ConfigError(f"--keep takes comma-separated counts such as 25,12,6,4, got {value!r}"
-                          ) from None
+        raise ConfigError(
+            f"--keep takes comma-separated counts such as 25,12,6,4, got {value!r}"
+        ) from None
 
 
 @click.command("eliminate")
 @click.option("--study", "source", required=True, help="The search study to draw from.")
 @click.option("--top", type=int, help="Best candidates (distinct keys) entering stage 1.")
 @click.option("--keep", help="Survivors per stage, e.g. 25,12,6,4 (one count per stage).")
-@click.option("--stages", "stages_name", default="eliminate_cpu", show_default=True,
-              help="Protocol: a name under configs/ (eliminate_paper) or a TOML file.")
+@click.option(
+    "--stages",
+    "stages_name",
+    default="eliminate_cpu",
+    show_default=True,
+    help="Protocol: a name under configs/ (eliminate_paper) or a TOML file.",
+)
 @click.option("--out-study", help="Study for the results (default: <study>-eliminate).")
 @worker_options
 @json_option
-def eliminate(source, top, keep, stages_name, out_study, storage, workers, device, data_dir,
-              download, as_json) -> None:
+def eliminate(
+    source, top, keep, stages_name, out_study, storage, workers, device, data_dir, download, as_json
+) -> None:
     """Successive halving of a search's best losses over stages of growing fidelity.
 
     Each stage re-trains the surviving candidates with its profile variant and keeps the best
@@ -51,14 +58,24 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
     resolved = resolve_storage(storage, out_study)
     study, settings, pool = open_elimination(out_study, resolved, config, source, storage)
     if not as_json:
-        console.print(f"elimination study [bold]{out_study}[/] in {storage_label(resolved)}: "
-                      f"{len(pool)} candidates of {source!r}, keep "
-                      f"{','.join(map(str, config.keep))}")
+        console.print(
+            f"elimination study [bold]{out_study}[/] in {storage_label(resolved)}: "
+            f"{len(pool)} candidates of {source!r}, keep "
+            f"{','.join(map(str, config.keep))}"
+        )
 
     def run_stage(index: int, jobs: int) -> None:
-        run_jobs(out_study, storage, workers=workers or 1, device=device, data_dir=data_dir,
-                 download=download, label=f"stage {index + 1}/{len(config.stages)}",
-                 quiet=as_json, where={"stage": index})
+        run_jobs(
+            out_study,
+            storage,
+            workers=workers or 1,
+            device=device,
+            data_dir=data_dir,
+            download=download,
+            label=f"stage {index + 1}/{len(config.stages)}",
+            quiet=as_json,
+            where={"stage": index},
+        )
 
     def on_stage(index: int, kept: list[str]) -> None:
         if not as_json:
@@ -68,10 +85,22 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
     by_key = {c.key: c for c in pool}
     specs = [f"{source}:{by_key[k].source_trial}" for k in finalists]
     if as_json:
-        echo_json({"study": out_study, "source": source, "records": records(study),
-                   "finalists": [{"key": k, "expression": by_key[k].expression,
-                                  "source_trial": by_key[k].source_trial} for k in finalists],
-                   "transfer_losses": specs})
+        echo_json(
+            {
+                "study": out_study,
+                "source": source,
+                "records": records(study),
+                "finalists": [
+                    {
+                        "key": k,
+                        "expression": by_key[k].expression,
+                        "source_trial": by_key[k].source_trial,
+                    }
+                    for k in finalists
+                ],
+                "transfer_losses": specs,
+            }
+        )
         return
     console.print("finalists: " + (", ".join(specs) or "none"))
     if specs:
@@ -79,12 +108,19 @@ def eliminate(source, top, keep, stages_name, out_study, storage, workers, devic
 
 
 def _print_stage(rows, index: int, kept: list[str]) -> None:
-    runs = sorted((r for r in rows if r["stage"] == index),
-                  key=lambda r: (r["fitness"] is None, -(r["fitness"] or 0.0)))
+    runs = sorted(
+        (r for r in rows if r["stage"] == index),
+        key=lambda r: (r["fitness"] is None, -(r["fitness"] or 0.0)),
+    )
     table = Table(title=f"stage {index + 1}: kept {len(kept)} of {len(runs)}")
     for name in ("kept", "fitness", "source trial", "candidate", "failure"):
         table.add_column(name)
     for row in runs:
-        table.add_row("yes" if row["key"] in kept else "", fmt_acc(row["fitness"]),
-                      str(row["source_trial"]), row["candidate"], row["failure_kind"] or "")
+        table.add_row(
+            "yes" if row["key"] in kept else "",
+            fmt_acc(row["fitness"]),
+            str(row["source_trial"]),
+            row["candidate"],
+            row["failure_kind"] or "",
+        )
     console.print(table)

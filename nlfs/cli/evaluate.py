@@ -9,19 +9,42 @@ from nlfs.cli.common import console, echo_json, json_option, seed_option
 
 
 @click.command()
-@click.option("--loss", "spec", required=True,
-              help="A baseline name (see `nlfs losses list`) or a canonical expression.")
-@click.option("--profile", default="micro", show_default=True,
-              help="Fidelity profile: micro, quick, paper, or a path to a profile TOML.")
+@click.option(
+    "--loss",
+    "spec",
+    required=True,
+    help="A baseline name (see `nlfs losses list`) or a canonical expression.",
+)
+@click.option(
+    "--profile",
+    default="micro",
+    show_default=True,
+    help="Fidelity profile: micro, quick, paper, or a path to a profile TOML.",
+)
 @seed_option
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the dataset files (default: Debian's Fashion-MNIST).")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the dataset files (default: Debian's Fashion-MNIST).",
+)
 @click.option("--download", is_flag=True, help="Let torchvision download a missing dataset.")
 @json_option
-def evaluate(spec: str, profile: str, seed: int, device: str, data_dir: str | None,
-             download: bool, as_json: bool) -> None:
+def evaluate(
+    spec: str,
+    profile: str,
+    seed: int,
+    device: str,
+    data_dir: str | None,
+    download: bool,
+    as_json: bool,
+) -> None:
     """Train one loss with a profile and print its fitness (best validation accuracy)."""
     from nlfs.evaluation.evaluator import Evaluator
     from nlfs.evaluation.results import EvalRequest
@@ -43,8 +66,12 @@ def evaluate(spec: str, profile: str, seed: int, device: str, data_dir: str | No
     rows = [
         ("fitness", "—" if fitness is None else f"{fitness:.4f}"),
         ("state", result.state.value + (f" ({result.message})" if result.message else "")),
-        ("best / final acc", " / ".join("—" if a is None else f"{a:.4f}"
-                                        for a in (result.best_acc, result.final_acc))),
+        (
+            "best / final acc",
+            " / ".join(
+                "—" if a is None else f"{a:.4f}" for a in (result.best_acc, result.final_acc)
+            ),
+        ),
         ("steps", str(result.steps)),
         ("seconds", f"{result.seconds:.2f}"),
         ("model / dataset", f"{result.metadata['model']} / {result.metadata['dataset']}"),

@@ -13,8 +13,14 @@ from nlfs.errors import ConfigError
 @storage_option
 @click.option("--trial", "number", type=int, required=True, help="Trial number to export.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .py file to write.")
-@click.option("--format", "fmt", type=click.Choice(["py", "latex"]), default="py",
-              show_default=True, help="A PyTorch module file, or print the LaTeX formula.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["py", "latex"]),
+    default="py",
+    show_default=True,
+    help="A PyTorch module file, or print the LaTeX formula.",
+)
 def export(study_name, storage, number, output, fmt) -> None:
     """Export a found loss as a standalone PyTorch module (imports only torch)."""
     from optuna.trial import TrialState

@@ -13,14 +13,26 @@ from nlfs.cli.common import console
 def worker_options(func: Callable) -> Callable:
     """``--storage --workers --device --data-dir --download``, in that order in ``--help``."""
     options = [
-        click.option("--storage", default=None,
-                     help="Journal file or Optuna URL (default: runs/<study>.journal)."),
-        click.option("--workers", type=int, default=None,
-                     help="Local worker processes (more: `nlfs worker --study NAME`)."),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto, cpu, cuda or cuda:N."),
-        click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-                     help="Folder of dataset files (default: Debian's Fashion-MNIST)."),
+        click.option(
+            "--storage",
+            default=None,
+            help="Journal file or Optuna URL (default: runs/<study>.journal).",
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help="Local worker processes (more: `nlfs worker --study NAME`).",
+        ),
+        click.option(
+            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+        ),
+        click.option(
+            "--data-dir",
+            default=None,
+            type=click.Path(file_okay=False),
+            help="Folder of dataset files (default: Debian's Fashion-MNIST).",
+        ),
         click.option("--download", is_flag=True, help="Let torchvision download datasets."),
     ]
     for option in reversed(options):
@@ -28,9 +40,18 @@ def worker_options(func: Callable) -> Callable:
     return func
 
 
-def run_jobs(study_name: str, storage: str | None, *, workers: int, device: str,
-             data_dir: str | None, download: bool, label: str, quiet: bool,
-             where: dict | None = None) -> None:
+def run_jobs(
+    study_name: str,
+    storage: str | None,
+    *,
+    workers: int,
+    device: str,
+    data_dir: str | None,
+    download: bool,
+    label: str,
+    quiet: bool,
+    where: dict | None = None,
+) -> None:
     """Run the study's waiting jobs with ``workers`` local workers behind a progress bar.
 
     The bar counts the jobs whose attributes match ``where`` (all jobs when None).
@@ -39,11 +60,22 @@ def run_jobs(study_name: str, storage: str | None, *, workers: int, device: str,
     from nlfs.experiments.jobs import progress_counts
 
     if quiet:
-        run_local(study_name, storage, workers=workers, device=device, data_dir=data_dir,
-                  download=download)
+        run_local(
+            study_name,
+            storage,
+            workers=workers,
+            device=device,
+            data_dir=data_dir,
+            download=download,
+        )
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=None, failed=0)
 
@@ -51,8 +83,15 @@ def run_jobs(study_name: str, storage: str | None, *, workers: int, device: str,
             done, failed, total = progress_counts(study, where)
             progress.update(task, completed=done, total=total, failed=failed)
 
-        run_local(study_name, storage, workers=workers, device=device, data_dir=data_dir,
-                  download=download, on_progress=update)
+        run_local(
+            study_name,
+            storage,
+            workers=workers,
+            device=device,
+            data_dir=data_dir,
+            download=download,
+            on_progress=update,
+        )
 
 
 def fmt_acc(value: float | None) -> str:

@@ -23,8 +23,18 @@ from nlfs.cli.common import json_option, resumable_on_ctrl_c, show_summary, stor
 @click.option("--data-dir", help="Dataset folder (default: the profile dataset's location).")
 @json_option
 def search(
-    strategy, space, profile, budget, seed, study_name, storage, config_file, workers, device,
-    data_dir, as_json,
+    strategy,
+    space,
+    profile,
+    budget,
+    seed,
+    study_name,
+    storage,
+    config_file,
+    workers,
+    device,
+    data_dir,
+    as_json,
 ) -> None:
     """Search for a loss; running the same command again resumes the study.
 
@@ -37,12 +47,16 @@ def search(
 
     quiet_optuna()
     overrides = {
-        "strategy": strategy, "space": space, "profile": profile, "budget": budget,
-        "seed": seed, "workers": workers, "device": device, "data_dir": data_dir,
+        "strategy": strategy,
+        "space": space,
+        "profile": profile,
+        "budget": budget,
+        "seed": seed,
+        "workers": workers,
+        "device": device,
+        "data_dir": data_dir,
     }
     config = load_search_config(config_file, overrides)
     with resumable_on_ctrl_c():
-        summary = run_search(
-            config, study_name=study_name, storage=storage, progress=not as_json
-        )
+        summary = run_search(config, study_name=study_name, storage=storage, progress=not as_json)
     show_summary(summary, as_json)

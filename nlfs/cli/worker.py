@@ -34,8 +34,9 @@ def worker(study_name, storage, device, data_dir, as_json) -> None:
         if study.user_attrs.get("kind") != "search":
             from nlfs.experiments import grid
 
-            grid.run_worker(study_name, study_storage(study), device=device or "auto",
-                            data_dir=data_dir)
+            grid.run_worker(
+                study_name, study_storage(study), device=device or "auto", data_dir=data_dir
+            )
             return
         from nlfs.search.workers import join_search
 

@@ -64,8 +64,9 @@ def parse_augment(spec: str) -> frozenset[str]:
     names = frozenset(part.strip() for part in spec.split("+") if part.strip()) - {"none"}
     unknown = sorted(names - set(AUGMENTATIONS))
     if unknown:
-        raise ConfigError(f"unknown augmentation(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(
+            f"unknown augmentation(s) {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}"
+        )
     if len(names & set(POLICIES)) > 1 or {"mixup", "cutmix"} <= names:
         raise ConfigError(f"augmentation {spec!r}: choose at most one policy and one mix")
     return names
@@ -95,8 +96,9 @@ def flip_crop(x: torch.Tensor, gen: torch.Generator, pad: int = CROP_PAD) -> tor
     return torch.where(flip, out.flip(3), out)
 
 
-def _boxes(n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor,
-           gen: torch.Generator) -> torch.Tensor:
+def _boxes(
+    n: int, h: int, w: int, size_h: torch.Tensor, size_w: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
     """Boolean masks ``[n, 1, h, w]`` of boxes centred uniformly, clipped at the border."""
     cy = torch.rand(n, generator=gen, device=gen.device) * h
     cx = torch.rand(n, generator=gen, device=gen.device) * w
@@ -128,8 +130,14 @@ def cutmix(batch: Batch, alpha: float, gen: torch.Generator) -> Batch:
     lam = _beta(alpha, gen)
     perm = torch.randperm(n, generator=gen, device=gen.device)
     scale = float(np.sqrt(1.0 - lam))
-    box = _boxes(1, h, w, torch.tensor([scale * h], device=gen.device),
-                 torch.tensor([scale * w], device=gen.device), gen)
+    box = _boxes(
+        1,
+        h,
+        w,
+        torch.tensor([scale * h], device=gen.device),
+        torch.tensor([scale * w], device=gen.device),
+        gen,
+    )
     x = torch.where(box, batch.x[perm], batch.x)
     kept = 1.0 - box.float().mean().item()
     return Batch(x, batch.y, batch.y[perm], kept)
@@ -158,10 +166,19 @@ class Augmenter:
         mix_alpha: Beta parameter of Mixup/CutMix.
     """
 
-    def __init__(self, spec: str = "none", *, mean: tuple[float, ...] = (0.5,),
-                 std: tuple[float, ...] = (0.5,), resolution: int | None = None,
-                 randaugment_ops: int = 2, randaugment_magnitude: int = 9,
-                 policy_groups: int = 8, cutout_size: int = 8, mix_alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        spec: str = "none",
+        *,
+        mean: tuple[float, ...] = (0.5,),
+        std: tuple[float, ...] = (0.5,),
+        resolution: int | None = None,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        policy_groups: int = 8,
+        cutout_size: int = 8,
+        mix_alpha: float = 1.0,
+    ) -> None:
         self.names = parse_augment(spec)
         self.mean, self.std = mean, std
         self._stats: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -170,15 +187,17 @@ class Augmenter:
         self.cutout_size = cutout_size
         self.mix_alpha = mix_alpha
         policy = self.names & set(POLICIES)
-        self.policy = (_policy_transform(next(iter(policy)), randaugment_ops,
-                                         randaugment_magnitude) if policy else None)
+        self.policy = (
+            _policy_transform(next(iter(policy)), randaugment_ops, randaugment_magnitude)
+            if policy
+            else None
+        )
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images to float in [0, 1], upscaled and normalised (no randomness: eval)."""
         return self._normalise(self._upscale(images.float() / 255.0))
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 gen: torch.Generator) -> Batch:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> Batch:
         """Augment a uint8 training batch; every random draw comes from ``gen``."""
         x = images.float() / 255.0
         in_size = x.shape[-1]
@@ -215,7 +234,9 @@ class Augmenter:
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         key = (x.device, x.dtype)
         if key not in self._stats:  # built once per device: no host-to-device copy per batch
-            self._stats[key] = tuple(torch.tensor(v, device=x.device, dtype=x.dtype)
-                                     [None, :, None, None] for v in (self.mean, self.std))
+            self._stats[key] = tuple(
+                torch.tensor(v, device=x.device, dtype=x.dtype)[None, :, None, None]
+                for v in (self.mean, self.std)
+            )
         mean, std = self._stats[key]
         return (x - mean) / std

@@ -150,8 +150,12 @@ def _torchvision(name: str, root: Path, *, train: bool, download: bool):
     """Build a torchvision dataset object; its loaders read the files (we never unpickle)."""
     from torchvision import datasets
 
-    classes = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100,
-               "fashion-mnist": datasets.FashionMNIST, "mnist": datasets.MNIST}
+    classes = {
+        "cifar10": datasets.CIFAR10,
+        "cifar100": datasets.CIFAR100,
+        "fashion-mnist": datasets.FashionMNIST,
+        "mnist": datasets.MNIST,
+    }
     try:
         if name == "svhn":
             return datasets.SVHN(str(root), split="train" if train else "test", download=download)
@@ -180,7 +184,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     for start in range(0, len(images), _STATS_CHUNK):
-        chunk = images[start:start + _STATS_CHUNK].to(torch.float64) / 255.0
+        chunk = images[start : start + _STATS_CHUNK].to(torch.float64) / 255.0
         total += chunk.sum(dim=(0, 2, 3))
         squares += chunk.square().sum(dim=(0, 2, 3))
     count = images.shape[0] * images.shape[2] * images.shape[3]

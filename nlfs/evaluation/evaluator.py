@@ -52,8 +52,10 @@ def seed_streams(seed: int) -> dict[str, int]:
     """Independent 64-bit seeds for the weights, data order, augmentations and dropout."""
     children = np.random.SeedSequence([seed]).spawn(4)
     names = ("init", "data", "augment", "dropout")
-    return {name: int(child.generate_state(1, np.uint64)[0])
-            for name, child in zip(names, children, strict=True)}
+    return {
+        name: int(child.generate_state(1, np.uint64)[0])
+        for name, child in zip(names, children, strict=True)
+    }
 
 
 class Evaluator:
@@ -75,9 +77,15 @@ class Evaluator:
         ConfigError, DataError: a bad profile, device or split, or a missing dataset.
     """
 
-    def __init__(self, profile: Profile | str, *, device: str = "auto",
-                 data_dir: str | None = None, download: bool = False,
-                 split: str = "val") -> None:
+    def __init__(
+        self,
+        profile: Profile | str,
+        *,
+        device: str = "auto",
+        data_dir: str | None = None,
+        download: bool = False,
+        split: str = "val",
+    ) -> None:
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
@@ -94,27 +102,52 @@ class Evaluator:
         if key not in self._splits:
             dataset = load_dataset(p.dataset, self.data_dir, self.download)
             self._splits[key] = make_split(
-                dataset, self.split, val_size=p.val_size, train_size=p.train_size,
-                test_size=p.test_size, seed=p.split_seed, device=self.device)
+                dataset,
+                self.split,
+                val_size=p.val_size,
+                train_size=p.train_size,
+                test_size=p.test_size,
+                seed=p.split_seed,
+                device=self.device,
+            )
         return self._splits[key]
 
     def augmenter(self) -> Augmenter:
         """The profile's augmentation pipeline for its dataset."""
         p, dataset = self.profile, self.data().dataset
-        return Augmenter(p.augment, mean=dataset.mean, std=dataset.std, resolution=p.resolution,
-                         randaugment_ops=p.randaugment_ops,
-                         randaugment_magnitude=p.randaugment_magnitude,
-                         policy_groups=p.policy_groups, cutout_size=p.cutout_size,
-                         mix_alpha=p.mix_alpha)
+        return Augmenter(
+            p.augment,
+            mean=dataset.mean,
+            std=dataset.std,
+            resolution=p.resolution,
+            randaugment_ops=p.randaugment_ops,
+            randaugment_magnitude=p.randaugment_magnitude,
+            policy_groups=p.policy_groups,
+            cutout_size=p.cutout_size,
+            mix_alpha=p.mix_alpha,
+        )
 
     def _model(self, generator: torch.Generator) -> tuple[torch.nn.Module, object]:
         p, dataset = self.profile, self.data().dataset
-        key = (p.model, dataset.in_channels, dataset.num_classes, p.width, p.dropout, p.compile,
-               p.channels_last)
+        key = (
+            p.model,
+            dataset.in_channels,
+            dataset.num_classes,
+            p.width,
+            p.dropout,
+            p.compile,
+            p.channels_last,
+        )
         if key not in self._models:
-            model = build_model(p.model, dataset.in_channels, dataset.num_classes,
-                                generator=generator, device=self.device,
-                                width=p.width, dropout=p.dropout)
+            model = build_model(
+                p.model,
+                dataset.in_channels,
+                dataset.num_classes,
+                generator=generator,
+                device=self.device,
+                width=p.width,
+                dropout=p.dropout,
+            )
             cuda = self.device.type == "cuda"
             if cuda and p.channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -144,15 +177,30 @@ class Evaluator:
             text = f"{type(err).__name__}: {err}".splitlines()[0][:_MESSAGE_CHARS]
             outcome = Outcome(State.ERROR, None, None, 0, text)
         metadata = {
-            "profile": p.name, "dataset": p.dataset, "model": p.model, "steps": p.steps,
-            "augment": p.augment, "resolution": p.resolution, "split": self.split,
-            "device": str(self.device), "seed": request.seed, "name": request.name,
-            "history": list(outcome.history), "profile_config": dataclasses.asdict(p),
+            "profile": p.name,
+            "dataset": p.dataset,
+            "model": p.model,
+            "steps": p.steps,
+            "augment": p.augment,
+            "resolution": p.resolution,
+            "split": self.split,
+            "device": str(self.device),
+            "seed": request.seed,
+            "name": request.name,
+            "history": list(outcome.history),
+            "profile_config": dataclasses.asdict(p),
         }
         return EvalResult(
-            state=outcome.state, best_acc=outcome.best_acc, final_acc=outcome.final_acc,
-            steps=outcome.steps, seconds=time.perf_counter() - start, profile=p.name,
-            device=str(self.device), message=outcome.message, metadata=metadata)
+            state=outcome.state,
+            best_acc=outcome.best_acc,
+            final_acc=outcome.final_acc,
+            steps=outcome.steps,
+            seconds=time.perf_counter() - start,
+            profile=p.name,
+            device=str(self.device),
+            message=outcome.message,
+            metadata=metadata,
+        )
 
     def _train(self, request: EvalRequest, seeds: dict[str, int], deadline: float) -> Outcome:
         split = self.data()
@@ -162,14 +210,25 @@ class Evaluator:
             return torch.Generator(device=self.device).manual_seed(seeds[name])
 
         model, forward = self._model(generator("init"))
-        loss = request.loss.to(self.device) if isinstance(request.loss, torch.nn.Module) \
+        loss = (
+            request.loss.to(self.device)
+            if isinstance(request.loss, torch.nn.Module)
             else request.loss
+        )
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.default_generator.manual_seed(seeds["dropout"])
             if cuda:
                 with torch.cuda.device(self.device):  # the evaluator's GPU, not the current one
                     torch.cuda.manual_seed(seeds["dropout"])
-            return train(model, forward, loss, split, augmenter, self.profile,
-                         data_gen=generator("data"), aug_gen=generator("augment"),
-                         deadline=deadline)
+            return train(
+                model,
+                forward,
+                loss,
+                split,
+                augmenter,
+                self.profile,
+                data_gen=generator("data"),
+                aug_gen=generator("augment"),
+                deadline=deadline,
+            )

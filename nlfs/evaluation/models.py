@@ -32,13 +32,17 @@ class TinyCNN(nn.Module):
     convolutions, and on Fashion-MNIST the strided net is as accurate.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 8,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 8, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width * 16, num_classes))
 
@@ -58,14 +62,18 @@ class SmallCNN(nn.Module):
     global average pooling.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 32, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
             _conv_bn(in_channels, w),
-            _conv_bn(w, 2 * w, stride=2), _conv_bn(2 * w, 2 * w),
-            _conv_bn(2 * w, 4 * w, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            _conv_bn(w, 2 * w, stride=2),
+            _conv_bn(2 * w, 2 * w),
+            _conv_bn(2 * w, 4 * w, stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
 
@@ -79,8 +87,12 @@ class PreActBlock(nn.Module):
     def __init__(self, channels: int, act: Callable[[], nn.Module] = nn.SiLU) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(channels), act(), _conv(channels, channels),
-            nn.BatchNorm2d(channels), act(), _conv(channels, channels),
+            nn.BatchNorm2d(channels),
+            act(),
+            _conv(channels, channels),
+            nn.BatchNorm2d(channels),
+            act(),
+            _conv(channels, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,18 +103,28 @@ class ResNet9PreAct(nn.Module):
     """The paper's surrogate: stem conv ``width``, residual stages 2x and 4x ``width``, swish,
     global pool and dropout (the reference paper: widths 8, 16, 32 and dropout 0.5)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 8,
-                 dropout: float = 0.5) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 8, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         stages = []
         cin = width
         for cout in (2 * width, 4 * width):
-            stages += [nn.BatchNorm2d(cin), nn.SiLU(), _conv(cin, cout), nn.MaxPool2d(2),
-                       PreActBlock(cout)]
+            stages += [
+                nn.BatchNorm2d(cin),
+                nn.SiLU(),
+                _conv(cin, cout),
+                nn.MaxPool2d(2),
+                PreActBlock(cout),
+            ]
             cin = cout
         self.features = nn.Sequential(
-            _conv(in_channels, width), *stages, nn.BatchNorm2d(cin), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            _conv(in_channels, width),
+            *stages,
+            nn.BatchNorm2d(cin),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, num_classes))
 
@@ -123,37 +145,51 @@ def _resnet18(in_channels: int, num_classes: int, dropout: float = 0.0, **_: obj
 
 def _replace_stem(model: nn.Module, in_channels: int) -> nn.Module:
     stem = model.features[0][0]
-    model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size,
-                                     stride=stem.stride, padding=stem.padding, bias=False)
+    model.features[0][0] = nn.Conv2d(
+        in_channels,
+        stem.out_channels,
+        stem.kernel_size,
+        stride=stem.stride,
+        padding=stem.padding,
+        bias=False,
+    )
     return model
 
 
-def _mobilenet_v3_small(in_channels: int, num_classes: int, dropout: float = 0.2,
-                        **_: object) -> nn.Module:
+def _mobilenet_v3_small(
+    in_channels: int, num_classes: int, dropout: float = 0.2, **_: object
+) -> nn.Module:
     from torchvision.models import mobilenet_v3_small
 
     model = mobilenet_v3_small(weights=None, num_classes=num_classes, dropout=dropout)
     return _replace_stem(model, in_channels)
 
 
-def _efficientnet_v2_s(in_channels: int, num_classes: int, dropout: float = 0.2,
-                       **_: object) -> nn.Module:
+def _efficientnet_v2_s(
+    in_channels: int, num_classes: int, dropout: float = 0.2, **_: object
+) -> nn.Module:
     from torchvision.models import efficientnet_v2_s
 
     model = efficientnet_v2_s(weights=None, num_classes=num_classes, dropout=dropout)
     return _replace_stem(model, in_channels)
 
 
-def _wide_resnet(in_channels: int, num_classes: int, dropout: float = 0.0,
-                 **_: object) -> nn.Module:
+def _wide_resnet(
+    in_channels: int, num_classes: int, dropout: float = 0.0, **_: object
+) -> nn.Module:
     from nlfs.evaluation.models_transfer import WideResNet
 
     return WideResNet(in_channels, num_classes, depth=16, widen=4, dropout=dropout)
 
 
 def _surrogate(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def make(in_channels: int, num_classes: int, width: int | None = None,
-             dropout: float | None = None, **_: object) -> nn.Module:
+    def make(
+        in_channels: int,
+        num_classes: int,
+        width: int | None = None,
+        dropout: float | None = None,
+        **_: object,
+    ) -> nn.Module:
         kwargs = {k: v for k, v in (("width", width), ("dropout", dropout)) if v is not None}
         return cls(in_channels, num_classes, **kwargs)
 
@@ -206,11 +242,15 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             if isinstance(module, nn.Conv2d):
-                _draw(module.weight, nn.init.kaiming_normal_, mode="fan_out",
-                      nonlinearity="relu", generator=generator)
+                _draw(
+                    module.weight,
+                    nn.init.kaiming_normal_,
+                    mode="fan_out",
+                    nonlinearity="relu",
+                    generator=generator,
+                )
             else:
-                _draw(module.weight, nn.init.kaiming_uniform_, a=math.sqrt(5),
-                      generator=generator)
+                _draw(module.weight, nn.init.kaiming_uniform_, a=math.sqrt(5), generator=generator)
             if module.bias is not None:
                 fan_in = module.weight[0].numel()
                 bound = 1.0 / math.sqrt(fan_in)
@@ -230,9 +270,16 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
-def build_model(name: str, in_channels: int, num_classes: int, *,
-                generator: torch.Generator | None = None, seed: int | None = None,
-                device: torch.device | str = "cpu", **options: object) -> nn.Module:
+def build_model(
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    device: torch.device | str = "cpu",
+    **options: object,
+) -> nn.Module:
     """The architecture ``name`` for ``in_channels`` inputs and ``num_classes`` outputs.
 
     Args:

@@ -19,8 +19,11 @@ class WideBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.act = nn.ReLU()
-        self.shortcut = (nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-                         if stride != 1 or cin != cout else None)
+        self.shortcut = (
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.bn1(x))
@@ -32,8 +35,14 @@ class WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-widen (Zagoruyko & Komodakis 2016), e.g. WRN-16-4, for small images."""
 
-    def __init__(self, in_channels: int, num_classes: int, depth: int = 16, widen: int = 4,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        depth: int = 16,
+        widen: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ConfigError(f"wide ResNet depth must be 6n+4, got {depth}")

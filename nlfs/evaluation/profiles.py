@@ -86,8 +86,14 @@ class Profile:
     bf16: bool = True
 
     def __post_init__(self) -> None:
-        positive = ("val_size", "batch_size", "eval_batch_size", "steps", "eval_every",
-                    "policy_groups")
+        positive = (
+            "val_size",
+            "batch_size",
+            "eval_batch_size",
+            "steps",
+            "eval_every",
+            "policy_groups",
+        )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"profile {self.name!r}: {key} must be at least 1")
@@ -98,8 +104,9 @@ class Profile:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"profile {self.name!r}: dropout must be in [0, 1)")
         if self.lr <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ConfigError(f"profile {self.name!r}: lr > 0, warmup_steps >= 0, "
-                              "weight_decay >= 0 are required")
+            raise ConfigError(
+                f"profile {self.name!r}: lr > 0, warmup_steps >= 0, weight_decay >= 0 are required"
+            )
 
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:

@@ -54,19 +54,25 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 
 
 @torch.no_grad()
-def accuracy(model: Callable, augmenter: Augmenter, images: torch.Tensor, labels: torch.Tensor,
-             batch_size: int, amp: Callable[[], contextlib.AbstractContextManager],
-             channels_last: bool = False) -> float:
+def accuracy(
+    model: Callable,
+    augmenter: Augmenter,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    amp: Callable[[], contextlib.AbstractContextManager],
+    channels_last: bool = False,
+) -> float:
     """Top-1 accuracy of ``model`` on uint8 ``images`` (upscaled and normalised, no
     augmentation), computed in batches; the count stays on the device until the end."""
     correct = torch.zeros((), dtype=torch.int64, device=labels.device)
     for start in range(0, len(images), batch_size):
-        x = augmenter.prepare(images[start:start + batch_size])
+        x = augmenter.prepare(images[start : start + batch_size])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with amp():
             logits = model(x)
-        correct += (logits.argmax(dim=1) == labels[start:start + batch_size]).sum()
+        correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum()
     return correct.item() / len(images)
 
 
@@ -100,7 +106,8 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=profile.lr, weight_decay=profile.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, profile.warmup_steps, profile.steps))
+        optimizer, lambda step: lr_factor(step, profile.warmup_steps, profile.steps)
+    )
     n, batch_size = len(split.train_x), min(profile.batch_size, len(split.train_x))
     order, position = None, n
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -114,7 +121,7 @@ def train(
     for step in range(1, profile.steps + 1):
         if position + batch_size > n:  # a new epoch: drop the last partial batch
             order, position = torch.randperm(n, generator=data_gen, device=device), 0
-        index = order[position:position + batch_size]
+        index = order[position : position + batch_size]
         position += batch_size
         batch = augmenter(split.train_x[index], split.train_y[index], aug_gen)
         x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
@@ -137,8 +144,15 @@ def train(
         if step % profile.eval_every and step != profile.steps:
             continue
         model.eval()
-        final = accuracy(forward, augmenter, split.eval_x, split.eval_y,
-                         profile.eval_batch_size, amp, channels_last)
+        final = accuracy(
+            forward,
+            augmenter,
+            split.eval_x,
+            split.eval_y,
+            profile.eval_batch_size,
+            amp,
+            channels_last,
+        )
         model.train()
         train_acc, correct, seen = correct.item() / seen, torch.zeros_like(correct), 0
         best = final if best is None else max(best, final)
@@ -146,6 +160,10 @@ def train(
         if not give_up_checked and step >= profile.give_up_after:
             give_up_checked = True
             if train_acc < profile.min_train_acc:
-                return stop(State.DIVERGED, step, f"training accuracy {train_acc:.3f} under "
-                            f"{profile.min_train_acc} at step {step}")
+                return stop(
+                    State.DIVERGED,
+                    step,
+                    f"training accuracy {train_acc:.3f} under "
+                    f"{profile.min_train_acc} at step {step}",
+                )
     return stop(State.OK, profile.steps)

@@ -82,20 +82,25 @@ class EliminationConfig:
         if not self.stages:
             raise ConfigError("elimination: at least one stage is needed")
         if len(self.keep) != len(self.stages):
-            raise ConfigError(f"elimination: {len(self.stages)} stages need {len(self.stages)} "
-                              f"keep counts, got {len(self.keep)} ({_ints(self.keep)})")
+            raise ConfigError(
+                f"elimination: {len(self.stages)} stages need {len(self.stages)} "
+                f"keep counts, got {len(self.keep)} ({_ints(self.keep)})"
+            )
         counts = (self.top, *self.keep)
         if any(k < 1 for k in counts) or any(a <= b for a, b in itertools.pairwise(counts)):
-            raise ConfigError(f"elimination: top and keep must be positive and decreasing, got "
-                              f"top {self.top}, keep {_ints(self.keep)}")
+            raise ConfigError(
+                f"elimination: top and keep must be positive and decreasing, got "
+                f"top {self.top}, keep {_ints(self.keep)}"
+            )
 
 
 def _ints(values: Sequence[int]) -> str:
     return ",".join(map(str, values))
 
 
-def load_elimination_config(name_or_path: str | os.PathLike, *, top: int | None = None,
-                            keep: Sequence[int] | None = None) -> EliminationConfig:
+def load_elimination_config(
+    name_or_path: str | os.PathLike, *, top: int | None = None, keep: Sequence[int] | None = None
+) -> EliminationConfig:
     """Load a protocol by name (``eliminate_cpu``) or path, with ``--top``/``--keep`` applied."""
     path = resolve_config(name_or_path)
     table = load_grid_table(path)
@@ -108,8 +113,11 @@ def load_elimination_config(name_or_path: str | os.PathLike, *, top: int | None 
 
 def stage_profile(base, stage: Stage, index: int):
     """The evaluator profile of stage ``index``: ``base`` with the stage's fields replaced."""
-    changes = {f.name: getattr(stage, f.name) for f in dataclasses.fields(Stage)
-               if f.name not in ("name", "steps") and getattr(stage, f.name) is not None}
+    changes = {
+        f.name: getattr(stage, f.name)
+        for f in dataclasses.fields(Stage)
+        if f.name not in ("name", "steps") and getattr(stage, f.name) is not None
+    }
     label = stage.name or f"stage{index + 1}"
     profile = dataclasses.replace(base, name=f"{base.name}/{label}", **changes)
     return with_steps(profile, stage.steps) if stage.steps is not None else profile
@@ -128,32 +136,53 @@ class Entrant:
 
 def top_candidates(source: optuna.Study, top: int) -> list[Entrant]:
     """The ``top`` best completed trials of a search with distinct keys, best first."""
-    ok = [t for t in source.get_trials(deepcopy=False)
-          if t.state is TrialState.COMPLETE and t.user_attrs.get("expression")]
+    ok = [
+        t
+        for t in source.get_trials(deepcopy=False)
+        if t.state is TrialState.COMPLETE and t.user_attrs.get("expression")
+    ]
     ok.sort(key=lambda t: (-t.value, t.number))
     chosen: dict[str, Entrant] = {}
     for trial in ok:
         attrs = trial.user_attrs
         key = attrs.get("key") or attrs["expression"]
         if key not in chosen:
-            chosen[key] = Entrant(attrs["expression"], key, float(attrs.get("sign", 1.0)),
-                                    trial.number, float(trial.value))
+            chosen[key] = Entrant(
+                attrs["expression"],
+                key,
+                float(attrs.get("sign", 1.0)),
+                trial.number,
+                float(trial.value),
+            )
         if len(chosen) == top:
             break
     return list(chosen.values())
 
 
-def _stage_jobs(config: EliminationConfig, settings: Sequence[JobSetting], index: int,
-                pool: Sequence[Entrant]) -> list[Job]:
+def _stage_jobs(
+    config: EliminationConfig, settings: Sequence[JobSetting], index: int, pool: Sequence[Entrant]
+) -> list[Job]:
     name = config.stages[index].name or f"stage{index + 1}"
-    return [Job(f"{index}|{c.key}", settings[index], c.expression, config.seed, c.sign,
-                {"stage": index, "stage_name": name, "candidate": c.expression, "key": c.key,
-                 "source_trial": c.source_trial})
-            for c in pool]
+    return [
+        Job(
+            f"{index}|{c.key}",
+            settings[index],
+            c.expression,
+            config.seed,
+            c.sign,
+            {
+                "stage": index,
+                "stage_name": name,
+                "candidate": c.expression,
+                "key": c.key,
+                "source_trial": c.source_trial,
+            },
+        )
+        for c in pool
+    ]
 
 
-def decide(study: optuna.Study, index: int, pool: Sequence[Entrant],
-           keep: int) -> list[str]:
+def decide(study: optuna.Study, index: int, pool: Sequence[Entrant], keep: int) -> list[str]:
     """Rank stage ``index``'s runs of ``pool`` by fitness and return the ``keep`` best keys.
 
     Failed runs never survive; ties go to the better search fitness (the pool's order).
@@ -166,16 +195,24 @@ def decide(study: optuna.Study, index: int, pool: Sequence[Entrant],
     for order, cand in enumerate(pool):
         trial = results.get(f"{index}|{cand.key}")
         if trial is None:
-            raise NLFSError(f"stage {index + 1} is unfinished (candidate {cand.key}); run the "
-                            "command again to resume")
+            raise NLFSError(
+                f"stage {index + 1} is unfinished (candidate {cand.key}); run the "
+                "command again to resume"
+            )
         if trial.state is TrialState.COMPLETE:
             ranked.append((-trial.value, order, cand.key))
     return [key for *_, key in sorted(ranked)[:keep]]
 
 
-def open_elimination(study_name: str, storage, config: EliminationConfig, source: str,
-                     source_storage: str | None, *, recover: bool = True
-                     ) -> tuple[optuna.Study, list[JobSetting], list[Entrant]]:
+def open_elimination(
+    study_name: str,
+    storage,
+    config: EliminationConfig,
+    source: str,
+    source_storage: str | None,
+    *,
+    recover: bool = True,
+) -> tuple[optuna.Study, list[JobSetting], list[Entrant]]:
     """Open or resume the elimination study; returns it, its stage settings and its pool.
 
     The pool is chosen once, when the study is created, and stored with it, so a resume uses
@@ -186,14 +223,26 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
 
     base = load_profile(config.profile)
     profiles = [stage_profile(base, s, i) for i, s in enumerate(config.stages)]
-    check_names(models={p.model for p in profiles}, datasets={p.dataset for p in profiles},
-                augments={p.augment for p in profiles})
+    check_names(
+        models={p.model for p in profiles},
+        datasets={p.dataset for p in profiles},
+        augments={p.augment for p in profiles},
+    )
     settings = [JobSetting(dataclasses.asdict(p), split="val") for p in profiles]
-    recipe = as_stored({**dataclasses.asdict(config), "base": dataclasses.asdict(base),
-                        "source": source})
-    study = open_study(study_name, storage, attrs={
-        "kind": KIND, "source": source, "config": recipe, "config_hash": config_hash(recipe),
-        "settings": {s.id: s.to_attr() for s in settings}})
+    recipe = as_stored(
+        {**dataclasses.asdict(config), "base": dataclasses.asdict(base), "source": source}
+    )
+    study = open_study(
+        study_name,
+        storage,
+        attrs={
+            "kind": KIND,
+            "source": source,
+            "config": recipe,
+            "config_hash": config_hash(recipe),
+            "settings": {s.id: s.to_attr() for s in settings},
+        },
+    )
     stored = study.user_attrs.get("candidates")
     if stored is None:
         pool = top_candidates(load_existing_study(source, source_storage), config.top)
@@ -208,10 +257,14 @@ def open_elimination(study_name: str, storage, config: EliminationConfig, source
     return study, settings, pool
 
 
-def run_elimination(study: optuna.Study, settings: Sequence[JobSetting],
-                    config: EliminationConfig, pool: Sequence[Entrant],
-                    run_stage: Callable[[int, int], None],
-                    on_stage: Callable[[int, list[str]], None] | None = None) -> list[str]:
+def run_elimination(
+    study: optuna.Study,
+    settings: Sequence[JobSetting],
+    config: EliminationConfig,
+    pool: Sequence[Entrant],
+    run_stage: Callable[[int, int], None],
+    on_stage: Callable[[int, list[str]], None] | None = None,
+) -> list[str]:
     """Run every unfinished stage in order and return the finalists' keys.
 
     ``run_stage(index, jobs)`` runs the stage's waiting jobs (local workers; ``jobs`` is how
@@ -233,8 +286,19 @@ def run_elimination(study: optuna.Study, settings: Sequence[JobSetting],
     return [c.key for c in pool]
 
 
-RECORD_KEYS = ("stage", "stage_name", "candidate", "key", "sign", "source_trial", "best_acc",
-               "final_acc", "fitness", "seconds", "failure_kind")
+RECORD_KEYS = (
+    "stage",
+    "stage_name",
+    "candidate",
+    "key",
+    "sign",
+    "source_trial",
+    "best_acc",
+    "final_acc",
+    "fitness",
+    "seconds",
+    "failure_kind",
+)
 
 
 def records(study: optuna.Study) -> list[dict[str, Any]]:
@@ -248,4 +312,3 @@ def records(study: optuna.Study) -> list[dict[str, Any]]:
         row["trial"] = trial.number
         rows.append(row)
     return rows
-

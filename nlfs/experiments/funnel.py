@@ -73,22 +73,32 @@ def funnel_from_study(study: Any) -> Funnel:
 
     rows = [r for r in records(study) if r["stage"] is not None]
     if not rows:
-        raise DataError(f"study {study.study_name!r} has no elimination stage runs "
-                        "(trials with a 'stage' attribute)")
+        raise DataError(
+            f"study {study.study_name!r} has no elimination stage runs "
+            "(trials with a 'stage' attribute)"
+        )
     configured = (study.user_attrs.get("config") or {}).get("stages") or []
     stages, survivors = [], ()
     for index in sorted({int(r["stage"]) for r in rows} | set(range(len(configured)))):
         ran = [r for r in rows if r["stage"] == index]
         named = [r["stage_name"] for r in ran if r["stage_name"]]
-        name = ((configured[index].get("name") if index < len(configured) else None)
-                or (named[0] if named else f"stage{index + 1}"))
+        name = (configured[index].get("name") if index < len(configured) else None) or (
+            named[0] if named else f"stage{index + 1}"
+        )
         decided = bool(ran) and all(r["kept"] is not None for r in ran)
-        stages.append(FunnelStage(index, name, len(ran),
-                                  sum(r["failure_kind"] is not None for r in ran),
-                                  sum(bool(r["kept"]) for r in ran) if decided else None))
+        stages.append(
+            FunnelStage(
+                index,
+                name,
+                len(ran),
+                sum(r["failure_kind"] is not None for r in ran),
+                sum(bool(r["kept"]) for r in ran) if decided else None,
+            )
+        )
         if decided:
-            kept = [Survivor(str(r["candidate"] or r["key"]), _fitness(r)) for r in ran
-                    if r["kept"]]
+            kept = [
+                Survivor(str(r["candidate"] or r["key"]), _fitness(r)) for r in ran if r["kept"]
+            ]
             kept.sort(key=lambda s: -(s.fitness if s.fitness is not None else -math.inf))
             survivors = tuple(kept)
     return Funnel(study.study_name, tuple(stages), survivors)

@@ -40,8 +40,9 @@ class RealEvaluators:
     def __init__(self) -> None:
         self._by_split: dict[str, Any] = {}
 
-    def __call__(self, setting: JobSetting, device: str, data_dir: str | None,
-                 download: bool) -> JobEvaluator:
+    def __call__(
+        self, setting: JobSetting, device: str, data_dir: str | None, download: bool
+    ) -> JobEvaluator:
         from nlfs.config import build
         from nlfs.evaluation.evaluator import Evaluator
         from nlfs.evaluation.profiles import Profile
@@ -49,8 +50,9 @@ class RealEvaluators:
         profile = build(Profile, setting.profile, "grid setting")
         evaluator = self._by_split.get(setting.split)
         if evaluator is None:
-            evaluator = Evaluator(profile, device=device, data_dir=data_dir, download=download,
-                                  split=setting.split)
+            evaluator = Evaluator(
+                profile, device=device, data_dir=data_dir, download=download, split=setting.split
+            )
             self._by_split[setting.split] = evaluator
         else:
             evaluator.profile = profile
@@ -101,8 +103,9 @@ def _claim(storage, study_id: int, prefer: str | None) -> FrozenTrial | None:
     return None
 
 
-def _finish(storage, trial_id: int, attrs: Mapping[str, Any], ok: bool,
-            value: float | None) -> None:
+def _finish(
+    storage, trial_id: int, attrs: Mapping[str, Any], ok: bool, value: float | None
+) -> None:
     """Record the outcome ``attrs`` (one storage write), then end the trial."""
     set_trial_user_attrs(storage, trial_id, attrs)
     if ok:
@@ -114,18 +117,30 @@ def _finish(storage, trial_id: int, attrs: Mapping[str, Any], ok: bool,
 def _outcome_attrs(result: EvalResult) -> dict[str, Any]:
     ok = result.fitness is not None
     return {
-        "best_acc": result.best_acc, "final_acc": result.final_acc, "fitness": result.fitness,
-        "steps": result.steps, "seconds": result.seconds, "device": result.device,
-        "failure_kind": None if ok else result.state.value, "state": result.state.value,
+        "best_acc": result.best_acc,
+        "final_acc": result.final_acc,
+        "fitness": result.fitness,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "device": result.device,
+        "failure_kind": None if ok else result.state.value,
+        "state": result.state.value,
         "message": result.message or None,
     }
 
 
-def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
-               data_dir: str | None = None, download: bool = False, recover: bool = True,
-               evaluator_factory: JobEvaluatorFactory | None = None,
-               on_job: Callable[[JobOutcome], None] | None = None,
-               max_jobs: int | None = None) -> int:
+def run_worker(
+    study_name: str,
+    storage: Any = None,
+    *,
+    device: str = "auto",
+    data_dir: str | None = None,
+    download: bool = False,
+    recover: bool = True,
+    evaluator_factory: JobEvaluatorFactory | None = None,
+    on_job: Callable[[JobOutcome], None] | None = None,
+    max_jobs: int | None = None,
+) -> int:
     """Pull and train waiting jobs of a grid study until none wait; returns jobs run.
 
     Args:
@@ -176,46 +191,84 @@ def run_worker(study_name: str, storage: Any = None, *, device: str = "auto",
                     if attrs.get("setting") not in settings:  # enqueued after we started
                         settings = study.user_attrs[SETTINGS_ATTR]
                     stored = settings[attrs["setting"]]
-                    evaluator = factory(JobSetting(stored["profile"], stored["split"]), device,
-                                        data_dir, download)
+                    evaluator = factory(
+                        JobSetting(stored["profile"], stored["split"]), device, data_dir, download
+                    )
                     current = attrs["setting"]
                 try:
                     loss = build_loss(attrs["spec"], attrs.get("sign"))
                 except (NLFSError, ValueError) as err:
-                    outcome = {"failure_kind": "error", "message": f"bad loss: {err}",
-                               "seconds": 0.0, "best_acc": None, "final_acc": None,
-                               "fitness": None}
+                    outcome = {
+                        "failure_kind": "error",
+                        "message": f"bad loss: {err}",
+                        "seconds": 0.0,
+                        "best_acc": None,
+                        "final_acc": None,
+                        "fitness": None,
+                    }
                 else:
                     name = str(attrs.get("loss", attrs["spec"]))
                     result = evaluator.evaluate([EvalRequest(loss, int(attrs["seed"]), name)])[0]
                     outcome = _outcome_attrs(result)
         except BaseException:
             # Config/data errors and Ctrl-C: the job is not a result; a re-run repeats it.
-            _finish(storage, trial_id, {"failure_kind": INTERRUPTED,
-                                        "seconds": time.perf_counter() - started}, False, None)
+            _finish(
+                storage,
+                trial_id,
+                {"failure_kind": INTERRUPTED, "seconds": time.perf_counter() - started},
+                False,
+                None,
+            )
             raise
         ok = outcome["failure_kind"] is None
         _finish(storage, trial_id, outcome, ok, outcome["best_acc"])
         count += 1
         if on_job is not None:
-            on_job(JobOutcome(trial.number, attrs, outcome["failure_kind"],
-                              outcome["best_acc"], float(outcome["seconds"] or 0.0)))
+            on_job(
+                JobOutcome(
+                    trial.number,
+                    attrs,
+                    outcome["failure_kind"],
+                    outcome["best_acc"],
+                    float(outcome["seconds"] or 0.0),
+                )
+            )
     return count
 
 
-def _worker_main(study_name: str, storage: str | None, device: str, data_dir: str | None,
-                 download: bool, factory: JobEvaluatorFactory | None) -> None:
+def _worker_main(
+    study_name: str,
+    storage: str | None,
+    device: str,
+    data_dir: str | None,
+    download: bool,
+    factory: JobEvaluatorFactory | None,
+) -> None:
     """One grid worker process (a :func:`nlfs.search.workers.run_processes` target); on Ctrl-C
     :func:`run_worker` marks its running cell interrupted before the process exits."""
-    run_worker(study_name, storage, device=device, data_dir=data_dir, download=download,
-               recover=False, evaluator_factory=factory)
+    run_worker(
+        study_name,
+        storage,
+        device=device,
+        data_dir=data_dir,
+        download=download,
+        recover=False,
+        evaluator_factory=factory,
+    )
 
 
-def run_local(study_name: str, storage: str | None, *, workers: int = 1, device: str = "auto",
-              data_dir: str | None = None, download: bool = False,
-              evaluator_factory: JobEvaluatorFactory | None = None,
-              on_progress: Callable[[optuna.Study], None] | None = None,
-              poll_s: float = 1.0) -> None:
+def run_local(
+    study_name: str,
+    storage: str | None,
+    *,
+    workers: int = 1,
+    device: str = "auto",
+    data_dir: str | None = None,
+    download: bool = False,
+    evaluator_factory: JobEvaluatorFactory | None = None,
+    on_progress: Callable[[optuna.Study], None] | None = None,
+    poll_s: float = 1.0,
+) -> None:
     """Run the waiting cells with ``workers`` local processes (1: in this process).
 
     The caller recovers interrupted cells and enqueues first. ``on_progress(study)`` is called
@@ -237,11 +290,21 @@ def run_local(study_name: str, storage: str | None, *, workers: int = 1, device:
     if workers == 1:
         if on_progress is not None:
             on_progress(study)
-        run_worker(study_name, resolved, device=device, data_dir=data_dir, download=download,
-                   recover=False, evaluator_factory=evaluator_factory,
-                   on_job=None if on_progress is None else (lambda _: on_progress(study)))
+        run_worker(
+            study_name,
+            resolved,
+            device=device,
+            data_dir=data_dir,
+            download=download,
+            recover=False,
+            evaluator_factory=evaluator_factory,
+            on_job=None if on_progress is None else (lambda _: on_progress(study)),
+        )
         return
-    run_processes(_worker_main, (study_name, storage, device, data_dir, download,
-                                 evaluator_factory), workers,
-                  on_poll=None if on_progress is None else (lambda: on_progress(study)),
-                  poll_s=poll_s)
+    run_processes(
+        _worker_main,
+        (study_name, storage, device, data_dir, download, evaluator_factory),
+        workers,
+        on_poll=None if on_progress is None else (lambda: on_progress(study)),
+        poll_s=poll_s,
+    )

@@ -34,8 +34,16 @@ _LEGACY_JOB_ATTR = "cell"
 """What studies written before the rename call the job id (read, never written)."""
 SETTINGS_ATTR = "settings"
 OUTCOME_KEYS = (
-    "best_acc", "final_acc", "fitness", "steps", "seconds", "device", "failure_kind", "message",
-    "state", "worker",
+    "best_acc",
+    "final_acc",
+    "fitness",
+    "steps",
+    "seconds",
+    "device",
+    "failure_kind",
+    "message",
+    "state",
+    "worker",
 )
 """Trial user attributes a worker writes; everything else on a job's trial describes the job."""
 
@@ -54,8 +62,10 @@ class JobSetting:
         return config_hash({"profile": dict(self.profile), "split": self.split})
 
     def to_attr(self) -> dict[str, Any]:
-        return {"profile": json.loads(json.dumps(dict(self.profile), default=list)),
-                "split": self.split}
+        return {
+            "profile": json.loads(json.dumps(dict(self.profile), default=list)),
+            "split": self.split,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,19 @@ class Job:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
-        return {**self.attrs, JOB_ATTR: self.id, "setting": self.setting.id, "spec": self.spec,
-                "sign": self.sign, "seed": self.seed}
+        return {
+            **self.attrs,
+            JOB_ATTR: self.id,
+            "setting": self.setting.id,
+            "spec": self.spec,
+            "sign": self.sign,
+            "seed": self.seed,
+        }
 
 
-def check_names(*, models: Iterable[str] = (), datasets: Iterable[str] = (),
-                augments: Iterable[str] = ()) -> None:
+def check_names(
+    *, models: Iterable[str] = (), datasets: Iterable[str] = (), augments: Iterable[str] = ()
+) -> None:
     """Fail before any training, listing the known values, on an unknown name.
 
     Raises:
@@ -107,9 +124,12 @@ def with_steps(profile, steps: int):
     scale = steps / profile.steps
     give_up = profile.give_up_after
     return dataclasses.replace(
-        profile, steps=steps, warmup_steps=round(profile.warmup_steps * scale),
+        profile,
+        steps=steps,
+        warmup_steps=round(profile.warmup_steps * scale),
         eval_every=min(profile.eval_every, steps),
-        give_up_after=None if give_up is None else max(1, round(give_up * scale)))
+        give_up_after=None if give_up is None else max(1, round(give_up * scale)),
+    )
 
 
 def as_stored(data: Any) -> Any:
@@ -227,22 +247,29 @@ def requeue_interrupted(study: optuna.Study) -> int:
     added = 0
     for trials in job_trials(study.get_trials(deepcopy=False)).values():
         if not _taken(trials):
-            attrs = {k: v for k, v in trials[-1].user_attrs.items()
-                     if k not in OUTCOME_KEYS and k != _LEGACY_JOB_ATTR}
+            attrs = {
+                k: v
+                for k, v in trials[-1].user_attrs.items()
+                if k not in OUTCOME_KEYS and k != _LEGACY_JOB_ATTR
+            }
             study.enqueue_trial({}, user_attrs={**attrs, JOB_ATTR: job_id(trials[-1])})
             added += 1
     return added
 
 
-def progress_counts(study: optuna.Study,
-                    where: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+def progress_counts(
+    study: optuna.Study, where: Mapping[str, Any] | None = None
+) -> tuple[int, int, int]:
     """``(settled, failed, total)`` over the study's jobs (those whose attributes match
     ``where``, e.g. ``{"stage": 1}``)."""
     grouped = job_trials(study.get_trials(deepcopy=False))
     where = where or {}
     done = failed = 0
-    grouped = {job: trials for job, trials in grouped.items()
-               if all(trials[0].user_attrs.get(k) == v for k, v in where.items())}
+    grouped = {
+        job: trials
+        for job, trials in grouped.items()
+        if all(trials[0].user_attrs.get(k) == v for k, v in where.items())
+    }
     for trials in grouped.values():
         trial = settling_trial(trials)
         if trial is not None:

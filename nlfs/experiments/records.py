@@ -53,7 +53,8 @@ def records_from_study(study: Any) -> StudyRecords:
     if kind != "transfer":
         raise DataError(
             f"study {study.study_name!r} is not a transfer study (kind={kind!r}); "
-            "report reads the studies written by `nlfs transfer`")
+            "report reads the studies written by `nlfs transfer`"
+        )
     jobs: dict[Any, list[Any]] = {}
     for trial in study.get_trials(deepcopy=False):
         jobs.setdefault(job_id(trial) or ("trial", trial.number), []).append(trial)
@@ -63,9 +64,11 @@ def records_from_study(study: Any) -> StudyRecords:
         trial = settling_trial(trials)
         if trial is None:
             unfinished += 1
-        elif (trial.state is not TrialState.COMPLETE
-              or trial.user_attrs.get("failure_kind") not in _SUCCESS_KINDS
-              or trial.user_attrs.get("final_acc") is None):
+        elif (
+            trial.state is not TrialState.COMPLETE
+            or trial.user_attrs.get("failure_kind") not in _SUCCESS_KINDS
+            or trial.user_attrs.get("final_acc") is None
+        ):
             failed += 1
         else:
             settled.append(trial)
@@ -75,18 +78,25 @@ def records_from_study(study: Any) -> StudyRecords:
         attrs = trial.user_attrs
         missing = [k for k in (*KEY_COLUMNS[:-1], "final_acc") if k not in attrs]
         if missing:
-            raise DataError(f"study {study.study_name!r}: trial {trial.number} lacks user "
-                            f"attribute {missing[0]!r}")
-        base = dict(loss=str(attrs["loss"]), arch=str(attrs["arch"]),
-                    dataset=str(attrs["dataset"]), augment=str(attrs["augment"]),
-                    seed=int(attrs["seed"]))
+            raise DataError(
+                f"study {study.study_name!r}: trial {trial.number} lacks user "
+                f"attribute {missing[0]!r}"
+            )
+        base = dict(
+            loss=str(attrs["loss"]),
+            arch=str(attrs["arch"]),
+            dataset=str(attrs["dataset"]),
+            augment=str(attrs["augment"]),
+            seed=int(attrs["seed"]),
+        )
         record = RunRecord(**base, metric=TEST_ACC, value=float(attrs["final_acc"]))
         if record.key in seen:
-            raise DataError(f"study {study.study_name!r}: trials {seen[record.key]} and "
-                            f"{trial.number} are two jobs of the same run {record.key[:5]}")
+            raise DataError(
+                f"study {study.study_name!r}: trials {seen[record.key]} and "
+                f"{trial.number} are two jobs of the same run {record.key[:5]}"
+            )
         seen[record.key] = trial.number
         records.append(record)
         if attrs.get("best_acc") is not None:
-            records.append(RunRecord(**base, metric=BEST_TEST_ACC,
-                                     value=float(attrs["best_acc"])))
+            records.append(RunRecord(**base, metric=BEST_TEST_ACC, value=float(attrs["best_acc"])))
     return StudyRecords(tuple(records), failed, unfinished)

@@ -38,8 +38,13 @@ from nlfs.storage import load_existing_study
 KIND = "transfer"
 LABELS = {"cross_entropy": "ce"}
 """Cross-entropy is shown as ``ce`` whichever way it was typed, so reports find the baseline."""
-TRAIN_IMAGES = {"fashion-mnist": 60000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000,
-                "svhn": 73257}
+TRAIN_IMAGES = {
+    "fashion-mnist": 60000,
+    "mnist": 60000,
+    "cifar10": 50000,
+    "cifar100": 50000,
+    "svhn": 73257,
+}
 """Training-set sizes, to turn ``--epochs`` into steps without loading the data."""
 
 
@@ -124,8 +129,9 @@ def _load_source(study_name: str, storage: str | None) -> optuna.Study:
 def _trial_loss(spec: str, storage: Any) -> LossRef:
     study_name, _, which = spec.rpartition(":")
     study = _load_source(study_name, storage)
-    ok = [t for t in study.get_trials(deepcopy=False)
-          if t.state is optuna.trial.TrialState.COMPLETE]
+    ok = [
+        t for t in study.get_trials(deepcopy=False) if t.state is optuna.trial.TrialState.COMPLETE
+    ]
     if which == "best":
         if not ok:
             raise ConfigError(f"study {study_name!r} has no completed trial for {spec!r}")
@@ -189,14 +195,20 @@ def base_profile(config: TransferConfig):
     base = load_profile(config.profile)
     if not config.overrides:
         return base
-    return build(Profile, {**dataclasses.asdict(base), **config.overrides},
-                 where="transfer config overrides")
+    return build(
+        Profile, {**dataclasses.asdict(base), **config.overrides}, where="transfer config overrides"
+    )
 
 
 def job_profile(base, config: TransferConfig, arch: str, dataset: str, augment: str):
     """The profile of one setting: ``base`` with the setting's model, data, augment, steps."""
-    profile = dataclasses.replace(base, model=arch, dataset=dataset, augment=augment,
-                                  name=f"{base.name}/{arch}/{dataset}/{augment}")
+    profile = dataclasses.replace(
+        base,
+        model=arch,
+        dataset=dataset,
+        augment=augment,
+        name=f"{base.name}/{arch}/{dataset}/{augment}",
+    )
     if config.epochs is not None:
         images = profile.train_size or TRAIN_IMAGES[dataset]
         return with_steps(profile, math.ceil(config.epochs * images / profile.batch_size))
@@ -215,15 +227,33 @@ def plan_jobs(config: TransferConfig, losses: Sequence[LossRef], base) -> list[J
                 setting = JobSetting(dataclasses.asdict(profile), split="test")
                 for seed in range(config.first_seed, config.first_seed + config.seeds):
                     for loss in losses:
-                        attrs = {"loss": loss.label, "arch": arch, "dataset": dataset,
-                                 "augment": augment}
-                        jobs.append(Job(f"{loss.label}|{arch}|{dataset}|{augment}|{seed}",
-                                        setting, loss.spec, seed, loss.sign, attrs))
+                        attrs = {
+                            "loss": loss.label,
+                            "arch": arch,
+                            "dataset": dataset,
+                            "augment": augment,
+                        }
+                        jobs.append(
+                            Job(
+                                f"{loss.label}|{arch}|{dataset}|{augment}|{seed}",
+                                setting,
+                                loss.spec,
+                                seed,
+                                loss.sign,
+                                attrs,
+                            )
+                        )
     return jobs
 
 
-def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[LossRef],
-            *, recover: bool = True) -> tuple[optuna.Study, int, int]:
+def prepare(
+    study_name: str,
+    storage,
+    config: TransferConfig,
+    losses: Sequence[LossRef],
+    *,
+    recover: bool = True,
+) -> tuple[optuna.Study, int, int]:
     """Open (or resume) the transfer study and enqueue the missing jobs.
 
     Returns:
@@ -233,12 +263,17 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     from nlfs.storage import open_study, recover_interrupted
 
     base = base_profile(config)
-    recipe = as_stored({"profile": dataclasses.asdict(base), "steps": config.steps,
-                        "epochs": config.epochs})
-    grid = as_stored({**dataclasses.asdict(config),
-                      "losses": [dataclasses.asdict(r) for r in losses]})
-    study = open_study(study_name, storage, attrs={
-        "kind": KIND, "config": recipe, "config_hash": config_hash(recipe), "grid": grid})
+    recipe = as_stored(
+        {"profile": dataclasses.asdict(base), "steps": config.steps, "epochs": config.epochs}
+    )
+    grid = as_stored(
+        {**dataclasses.asdict(config), "losses": [dataclasses.asdict(r) for r in losses]}
+    )
+    study = open_study(
+        study_name,
+        storage,
+        attrs={"kind": KIND, "config": recipe, "config_hash": config_hash(recipe), "grid": grid},
+    )
     if recover:
         recover_interrupted(study)
         requeue_interrupted(study)
@@ -248,8 +283,17 @@ def prepare(study_name: str, storage, config: TransferConfig, losses: Sequence[L
     return study, len(jobs), sum(j.id not in done for j in jobs)
 
 
-RESULT_KEYS = ("loss", "arch", "dataset", "augment", "seed", "best_acc", "final_acc", "seconds",
-               "failure_kind")
+RESULT_KEYS = (
+    "loss",
+    "arch",
+    "dataset",
+    "augment",
+    "seed",
+    "best_acc",
+    "final_acc",
+    "seconds",
+    "failure_kind",
+)
 
 
 def results(study: optuna.Study) -> list[dict[str, Any]]:
@@ -279,12 +323,27 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for arch, dataset, augment, loss in order:
         members = groups[(arch, dataset, augment, loss)]
-        accs = [r["final_acc"] for r in members
-                if r["failure_kind"] is None and r["final_acc"] is not None]
+        accs = [
+            r["final_acc"]
+            for r in members
+            if r["failure_kind"] is None and r["final_acc"] is not None
+        ]
         mean = sum(accs) / len(accs) if accs else None
-        std = (math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1))
-               if len(accs) > 1 else None)
-        out.append({"arch": arch, "dataset": dataset, "augment": augment, "loss": loss,
-                    "runs": len(members), "failed": len(members) - len(accs),
-                    "mean": mean, "std": std})
+        std = (
+            math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1))
+            if len(accs) > 1
+            else None
+        )
+        out.append(
+            {
+                "arch": arch,
+                "dataset": dataset,
+                "augment": augment,
+                "loss": loss,
+                "runs": len(members),
+                "failed": len(members) - len(accs),
+                "mean": mean,
+                "std": std,
+            }
+        )
     return out

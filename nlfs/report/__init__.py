@@ -15,8 +15,7 @@ from nlfs.experiments.funnel import Funnel, FunnelStage, Survivor, funnel_from_s
 from nlfs.report.build import GroupSummary, Report, build_report, stars
 
 FORMATS = ("md", "html", "tex", "json")
-FILE_NAMES = {"md": "report.md", "html": "report.html", "tex": "report.tex",
-              "json": "report.json"}
+FILE_NAMES = {"md": "report.md", "html": "report.html", "tex": "report.tex", "json": "report.json"}
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -24,13 +23,16 @@ def parse_formats(text: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ConfigError(f"unknown report format {unknown[0] if unknown else text!r}; "
-                          f"choose from {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"unknown report format {unknown[0] if unknown else text!r}; "
+            f"choose from {', '.join(FORMATS)}"
+        )
     return formats
 
 
-def write_report(report: Report, out_dir: str | Path, formats: Iterable[str] = FORMATS
-                 ) -> list[Path]:
+def write_report(
+    report: Report, out_dir: str | Path, formats: Iterable[str] = FORMATS
+) -> list[Path]:
     """Write ``report`` in ``formats`` under ``out_dir`` (created); return the files written.
 
     Figures go to ``out_dir/figures`` when a format shows them (md, html, tex); the HTML file
@@ -62,8 +64,10 @@ def write_report(report: Report, out_dir: str | Path, formats: Iterable[str] = F
         elif fmt == "tex":
             path.write_text(latex.render(blocks), encoding="utf-8")
         elif fmt == "json":
-            path.write_text(json.dumps(jsonout.to_json(report), indent=2, allow_nan=False) + "\n",
-                            encoding="utf-8")
+            path.write_text(
+                json.dumps(jsonout.to_json(report), indent=2, allow_nan=False) + "\n",
+                encoding="utf-8",
+            )
         written.append(path)
     return written
 

@@ -112,9 +112,18 @@ def build_report(
     The other keyword arguments are passed to :func:`nlfs.stats.analyse`; ``significance_test``
     also picks the p-values behind the stars.
     """
-    analysis = analyse(records, baseline=baseline, metric=metric, alpha=alpha, pairing=pairing,
-                       significance_test=significance_test, higher_is_better=higher_is_better,
-                       tie_tolerance=tie_tolerance, seed=seed, resamples=resamples)
+    analysis = analyse(
+        records,
+        baseline=baseline,
+        metric=metric,
+        alpha=alpha,
+        pairing=pairing,
+        significance_test=significance_test,
+        higher_is_better=higher_is_better,
+        tie_tolerance=tie_tolerance,
+        seed=seed,
+        resamples=resamples,
+    )
     summaries = []
     by_setting: dict[Setting, list[tuple[str, tuple[float, ...]]]] = {}
     for setting, loss, values in analysis.values:
@@ -123,11 +132,12 @@ def build_report(
         means = {loss: float(np.mean(v)) for loss, v in groups}
         best = max(means.values()) if higher_is_better else min(means.values())
         for loss, values in groups:
-            comp = next((c for c in analysis.comparisons
-                         if c.setting == setting and c.loss == loss), None)
+            comp = next(
+                (c for c in analysis.comparisons if c.setting == setting and c.loss == loss), None
+            )
             mark = stars(comp.corrected_p(significance_test), alpha) if comp else ""
             std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            summaries.append(GroupSummary(setting, loss, values, means[loss], std,
-                                          means[loss] == best, mark))
-    return Report(source, analysis, tuple(summaries), funnel,
-                  (*notes, *analysis.notes))
+            summaries.append(
+                GroupSummary(setting, loss, values, means[loss], std, means[loss] == best, mark)
+            )
+    return Report(source, analysis, tuple(summaries), funnel, (*notes, *analysis.notes))

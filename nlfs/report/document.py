@@ -51,8 +51,10 @@ class Figure:
 
 Block = Heading | Paragraph | Bullets | Table | Figure
 
-TEST_NAMES = {"t": "paired t-test (Welch's t where unpaired)",
-              "rank": "Wilcoxon signed-rank test (Mann-Whitney U where unpaired)"}
+TEST_NAMES = {
+    "t": "paired t-test (Welch's t where unpaired)",
+    "rank": "Wilcoxon signed-rank test (Mann-Whitney U where unpaired)",
+}
 
 
 def num(value: float | None, digits: int = 4) -> str:
@@ -72,9 +74,11 @@ def pval(p: float) -> str:
 def legend(report: Report) -> str:
     a = report.analysis
     levels = ", ".join(f"{'*' * (3 - i)} p < {a.alpha / d:g}" for i, d in enumerate(STAR_LEVELS))
-    return (f"Mean ± standard deviation of {a.metric} over seeds; bold: best mean in the setting. "
-            f"Stars mark a difference from {a.baseline} by the {TEST_NAMES[a.significance_test]} "
-            f"after Holm's correction over all comparisons ({levels}).")
+    return (
+        f"Mean ± standard deviation of {a.metric} over seeds; bold: best mean in the setting. "
+        f"Stars mark a difference from {a.baseline} by the {TEST_NAMES[a.significance_test]} "
+        f"after Holm's correction over all comparisons ({levels})."
+    )
 
 
 def layout(report: Report, figures: Sequence[Figure]) -> list[Block]:
@@ -82,24 +86,30 @@ def layout(report: Report, figures: Sequence[Figure]) -> list[Block]:
     a = report.analysis
     blocks: list[Block] = [
         Heading(f"NLFS report: {a.metric}", 1),
-        Paragraph(f"Source: {report.source}. Baseline: {a.baseline}. Losses: {len(a.losses)}; "
-                  f"settings (architecture / dataset / augmentation): {len(a.settings)}; "
-                  f"alpha = {a.alpha:g}; "
-                  f"{'higher' if a.higher_is_better else 'lower'} is better."),
+        Paragraph(
+            f"Source: {report.source}. Baseline: {a.baseline}. Losses: {len(a.losses)}; "
+            f"settings (architecture / dataset / augmentation): {len(a.settings)}; "
+            f"alpha = {a.alpha:g}; "
+            f"{'higher' if a.higher_is_better else 'lower'} is better."
+        ),
         Heading("Results per setting"),
         _means_table(report),
         Paragraph(legend(report)),
         Heading(f"Comparisons with {a.baseline}"),
         _comparisons_table(report),
-        Paragraph("Δ = mean difference (loss − baseline) with its percentile bootstrap 95% "
-                  "interval; d: Cohen's d (d_z of the per-seed differences when paired, pooled "
-                  "standard deviation when unpaired); δ: Cliff's delta. p-values are raw, "
-                  "Holm-corrected and Benjamini-Hochberg-corrected, over all comparisons."),
+        Paragraph(
+            "Δ = mean difference (loss − baseline) with its percentile bootstrap 95% "
+            "interval; d: Cohen's d (d_z of the per-seed differences when paired, pooled "
+            "standard deviation when unpaired); δ: Cliff's delta. p-values are raw, "
+            "Holm-corrected and Benjamini-Hochberg-corrected, over all comparisons."
+        ),
         Heading("Wins, ties and losses"),
         _wins_table(report),
-        Paragraph("Counted by mean per setting; significant: with the corrected p-value below "
-                  "alpha. Sign test: two-sided binomial test of wins against losses, ties "
-                  "dropped."),
+        Paragraph(
+            "Counted by mean per setting; significant: with the corrected p-value below "
+            "alpha. Sign test: two-sided binomial test of wins against losses, ties "
+            "dropped."
+        ),
     ]
     blocks += _friedman_blocks(report, figures)
     boxes = [f for f in figures if f.path.startswith("figures/box_")]
@@ -131,23 +141,60 @@ def _means_table(report: Report) -> Table:
 def _comparisons_table(report: Report) -> Table:
     rows = []
     for c in report.analysis.comparisons:
-        rows.append(tuple(Entry(t) for t in (
-            c.setting.label, c.loss, "paired" if c.paired else "unpaired",
-            f"{c.n_loss}/{c.n_baseline}", num(c.mean_difference),
-            f"[{num(c.ci.low)}, {num(c.ci.high)}]", num(c.cohens_d, 2), num(c.cliffs_delta, 2),
-            f"{pval(c.rank_test.p_value)} / {pval(c.rank_p_holm)} / {pval(c.rank_p_bh)}",
-            f"{pval(c.t_test.p_value)} / {pval(c.t_p_holm)} / {pval(c.t_p_bh)}",
-        )))
-    return Table(("Setting", "Loss", "Pairing", "n", "Δ", "95% CI", "d", "δ",
-                  "rank test p (raw / Holm / BH)", "t-test p (raw / Holm / BH)"), tuple(rows))
+        rows.append(
+            tuple(
+                Entry(t)
+                for t in (
+                    c.setting.label,
+                    c.loss,
+                    "paired" if c.paired else "unpaired",
+                    f"{c.n_loss}/{c.n_baseline}",
+                    num(c.mean_difference),
+                    f"[{num(c.ci.low)}, {num(c.ci.high)}]",
+                    num(c.cohens_d, 2),
+                    num(c.cliffs_delta, 2),
+                    f"{pval(c.rank_test.p_value)} / {pval(c.rank_p_holm)} / {pval(c.rank_p_bh)}",
+                    f"{pval(c.t_test.p_value)} / {pval(c.t_p_holm)} / {pval(c.t_p_bh)}",
+                )
+            )
+        )
+    return Table(
+        (
+            "Setting",
+            "Loss",
+            "Pairing",
+            "n",
+            "Δ",
+            "95% CI",
+            "d",
+            "δ",
+            "rank test p (raw / Holm / BH)",
+            "t-test p (raw / Holm / BH)",
+        ),
+        tuple(rows),
+    )
 
 
 def _wins_table(report: Report) -> Table:
-    rows = tuple(tuple(Entry(t) for t in (
-        w.loss, str(w.wins), str(w.ties), str(w.losses), str(w.significant_wins),
-        str(w.significant_losses), pval(w.sign_test_p))) for w in report.analysis.wins)
-    return Table(("Loss", "Wins", "Ties", "Losses", "Significant wins", "Significant losses",
-                  "Sign test p"), rows)
+    rows = tuple(
+        tuple(
+            Entry(t)
+            for t in (
+                w.loss,
+                str(w.wins),
+                str(w.ties),
+                str(w.losses),
+                str(w.significant_wins),
+                str(w.significant_losses),
+                pval(w.sign_test_p),
+            )
+        )
+        for w in report.analysis.wins
+    )
+    return Table(
+        ("Loss", "Wins", "Ties", "Losses", "Significant wins", "Significant losses", "Sign test p"),
+        rows,
+    )
 
 
 def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
@@ -156,19 +203,31 @@ def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
     if a.friedman is None or a.nemenyi is None:
         return [*blocks, Paragraph("Not computed: see the notes.")]
     f, n = a.friedman, a.nemenyi
-    blocks.append(Paragraph(
-        f"Friedman χ² = {num(f.statistic, 3)} (k = {len(f.names)} losses, N = {f.n_blocks} "
-        f"settings), p = {pval(f.p_value)}; Iman-Davenport F = {num(f.iman_davenport, 3)}, "
-        f"p = {pval(f.iman_davenport_p)}. Nemenyi critical difference at alpha {n.alpha:g}: "
-        f"CD = {num(n.critical_difference, 3)} (q = {num(n.q_alpha, 3)}); average ranks that "
-        "differ by more than CD differ significantly (rank 1 is best)."))
+    blocks.append(
+        Paragraph(
+            f"Friedman χ² = {num(f.statistic, 3)} (k = {len(f.names)} losses, N = {f.n_blocks} "
+            f"settings), p = {pval(f.p_value)}; Iman-Davenport F = {num(f.iman_davenport, 3)}, "
+            f"p = {pval(f.iman_davenport_p)}. Nemenyi critical difference at alpha {n.alpha:g}: "
+            f"CD = {num(n.critical_difference, 3)} (q = {num(n.q_alpha, 3)}); average ranks that "
+            "differ by more than CD differ significantly (rank 1 is best)."
+        )
+    )
     order = sorted(range(len(f.names)), key=lambda i: f.average_ranks[i])
-    blocks.append(Table(("Loss", "Average rank"), tuple(
-        (Entry(f.names[i]), Entry(num(f.average_ranks[i], 3))) for i in order)))
-    blocks.append(Table(("Loss A", "Loss B", "Rank difference", "Nemenyi p", "Significant"),
-                        tuple(tuple(Entry(t) for t in (x, y, num(d, 3), pval(p),
-                                                      "yes" if sig else "no"))
-                              for x, y, d, p, sig in n.pairs)))
+    blocks.append(
+        Table(
+            ("Loss", "Average rank"),
+            tuple((Entry(f.names[i]), Entry(num(f.average_ranks[i], 3))) for i in order),
+        )
+    )
+    blocks.append(
+        Table(
+            ("Loss A", "Loss B", "Rank difference", "Nemenyi p", "Significant"),
+            tuple(
+                tuple(Entry(t) for t in (x, y, num(d, 3), pval(p), "yes" if sig else "no"))
+                for x, y, d, p, sig in n.pairs
+            ),
+        )
+    )
     blocks += [fig for fig in figures if fig.path == "figures/critical_difference.png"]
     return blocks
 
@@ -178,14 +237,30 @@ def _funnel_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
     assert funnel is not None  # checked by the caller
     blocks: list[Block] = [
         Heading(f"Elimination funnel ({funnel.study})"),
-        Table(("Stage", "Name", "Ran", "Failed", "Kept"), tuple(
-            tuple(Entry(t) for t in (str(s.stage + 1), s.name, str(s.ran), str(s.failed),
-                                    "undecided" if s.kept is None else str(s.kept)))
-            for s in funnel.stages)),
+        Table(
+            ("Stage", "Name", "Ran", "Failed", "Kept"),
+            tuple(
+                tuple(
+                    Entry(t)
+                    for t in (
+                        str(s.stage + 1),
+                        s.name,
+                        str(s.ran),
+                        str(s.failed),
+                        "undecided" if s.kept is None else str(s.kept),
+                    )
+                )
+                for s in funnel.stages
+            ),
+        ),
     ]
     blocks += [fig for fig in figures if fig.path == "figures/funnel.png"]
     if funnel.survivors:
-        blocks.append(Table(("Survivor", "Fitness"), tuple(
-            (Entry(s.candidate), Entry(num(s.fitness))) for s in funnel.survivors),
-            "Kept by the last decided stage"))
+        blocks.append(
+            Table(
+                ("Survivor", "Fitness"),
+                tuple((Entry(s.candidate), Entry(num(s.fitness))) for s in funnel.survivors),
+                "Kept by the last decided stage",
+            )
+        )
     return blocks

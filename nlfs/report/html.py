@@ -37,16 +37,25 @@ def render(blocks: Sequence[Block], out_dir: Path) -> str:
         elif isinstance(block, Table):
             head = "".join(f"<th>{escape(c)}</th>" for c in block.columns)
             rows = "".join(
-                "<tr>" + "".join(f"<td{BEST if c.bold else ''}>{escape(c.text)}</td>" for c in row)
-                + "</tr>" for row in block.rows)
+                "<tr>"
+                + "".join(f"<td{BEST if c.bold else ''}>{escape(c.text)}</td>" for c in row)
+                + "</tr>"
+                for row in block.rows
+            )
             caption = f"<caption>{escape(block.caption)}</caption>" if block.caption else ""
-            body.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
-                        "</table>")
+            body.append(
+                f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            )
         elif isinstance(block, Figure):
             data = base64.b64encode((Path(out_dir) / block.path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{escape(block.caption)}" '
-                        f'src="data:image/png;base64,{data}"><figcaption>'
-                        f"{escape(block.caption)}</figcaption></figure>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+            body.append(
+                f'<figure><img alt="{escape(block.caption)}" '
+                f'src="data:image/png;base64,{data}"><figcaption>'
+                f"{escape(block.caption)}</figcaption></figure>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

@@ -21,23 +21,45 @@ def _f(value: float | None) -> float | None:
 
 
 def _test(result: TestResult, holm: float, bh: float) -> dict[str, Any]:
-    return {"test": result.test, "statistic": _f(result.statistic), "p_value": _f(result.p_value),
-            "p_holm": _f(holm), "p_bh": _f(bh), "n": result.n, "note": result.note}
+    return {
+        "test": result.test,
+        "statistic": _f(result.statistic),
+        "p_value": _f(result.p_value),
+        "p_holm": _f(holm),
+        "p_bh": _f(bh),
+        "n": result.n,
+        "note": result.note,
+    }
 
 
 def _comparison(c: Comparison) -> dict[str, Any]:
     return {
-        "setting": {"arch": c.setting.arch, "dataset": c.setting.dataset,
-                    "augment": c.setting.augment},
-        "loss": c.loss, "baseline": c.baseline, "paired": c.paired,
-        "n_loss": c.n_loss, "n_baseline": c.n_baseline,
-        "mean_difference": _f(c.mean_difference), "better": c.better,
-        "ci": {"low": _f(c.ci.low), "high": _f(c.ci.high), "confidence": c.ci.confidence,
-               "resamples": c.ci.resamples, "method": "percentile bootstrap"},
-        "cohens_d": _f(c.cohens_d), "cohens_d_kind": "d_z" if c.paired else "pooled",
+        "setting": {
+            "arch": c.setting.arch,
+            "dataset": c.setting.dataset,
+            "augment": c.setting.augment,
+        },
+        "loss": c.loss,
+        "baseline": c.baseline,
+        "paired": c.paired,
+        "n_loss": c.n_loss,
+        "n_baseline": c.n_baseline,
+        "mean_difference": _f(c.mean_difference),
+        "better": c.better,
+        "ci": {
+            "low": _f(c.ci.low),
+            "high": _f(c.ci.high),
+            "confidence": c.ci.confidence,
+            "resamples": c.ci.resamples,
+            "method": "percentile bootstrap",
+        },
+        "cohens_d": _f(c.cohens_d),
+        "cohens_d_kind": "d_z" if c.paired else "pooled",
         "cliffs_delta": _f(c.cliffs_delta),
-        "tests": [_test(c.rank_test, c.rank_p_holm, c.rank_p_bh),
-                  _test(c.t_test, c.t_p_holm, c.t_p_bh)],
+        "tests": [
+            _test(c.rank_test, c.rank_p_holm, c.rank_p_bh),
+            _test(c.t_test, c.t_p_holm, c.t_p_bh),
+        ],
     }
 
 
@@ -47,42 +69,79 @@ def to_json(report: Report) -> dict[str, Any]:
     data: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "source": report.source,
-        "metric": a.metric, "baseline": a.baseline, "alpha": a.alpha,
+        "metric": a.metric,
+        "baseline": a.baseline,
+        "alpha": a.alpha,
         "higher_is_better": a.higher_is_better,
-        "significance_test": a.significance_test, "correction": "holm",
+        "significance_test": a.significance_test,
+        "correction": "holm",
         "losses": list(a.losses),
-        "settings": [{"arch": s.arch, "dataset": s.dataset, "augment": s.augment}
-                     for s in a.settings],
-        "summaries": [{"arch": s.setting.arch, "dataset": s.setting.dataset,
-                       "augment": s.setting.augment, "loss": s.loss, "n": s.n,
-                       "mean": _f(s.mean), "std": _f(s.std), "values": list(s.values),
-                       "best": s.best, "stars": s.stars} for s in report.summaries],
+        "settings": [
+            {"arch": s.arch, "dataset": s.dataset, "augment": s.augment} for s in a.settings
+        ],
+        "summaries": [
+            {
+                "arch": s.setting.arch,
+                "dataset": s.setting.dataset,
+                "augment": s.setting.augment,
+                "loss": s.loss,
+                "n": s.n,
+                "mean": _f(s.mean),
+                "std": _f(s.std),
+                "values": list(s.values),
+                "best": s.best,
+                "stars": s.stars,
+            }
+            for s in report.summaries
+        ],
         "comparisons": [_comparison(c) for c in a.comparisons],
-        "wins": [{"loss": w.loss, "baseline": w.baseline, "wins": w.wins, "ties": w.ties,
-                  "losses": w.losses, "significant_wins": w.significant_wins,
-                  "significant_losses": w.significant_losses,
-                  "sign_test_p": _f(w.sign_test_p)} for w in a.wins],
-        "friedman": None, "nemenyi": None,
+        "wins": [
+            {
+                "loss": w.loss,
+                "baseline": w.baseline,
+                "wins": w.wins,
+                "ties": w.ties,
+                "losses": w.losses,
+                "significant_wins": w.significant_wins,
+                "significant_losses": w.significant_losses,
+                "sign_test_p": _f(w.sign_test_p),
+            }
+            for w in a.wins
+        ],
+        "friedman": None,
+        "nemenyi": None,
         "notes": list(report.notes),
     }
     if a.friedman is not None:
         f = a.friedman
         data["friedman"] = {
-            "losses": list(f.names), "average_ranks": [_f(r) for r in f.average_ranks],
-            "n_settings": f.n_blocks, "statistic": _f(f.statistic), "p_value": _f(f.p_value),
-            "iman_davenport": _f(f.iman_davenport), "iman_davenport_p": _f(f.iman_davenport_p),
-            "note": f.note}
+            "losses": list(f.names),
+            "average_ranks": [_f(r) for r in f.average_ranks],
+            "n_settings": f.n_blocks,
+            "statistic": _f(f.statistic),
+            "p_value": _f(f.p_value),
+            "iman_davenport": _f(f.iman_davenport),
+            "iman_davenport_p": _f(f.iman_davenport_p),
+            "note": f.note,
+        }
     if a.nemenyi is not None:
         n = a.nemenyi
         data["nemenyi"] = {
-            "alpha": n.alpha, "q_alpha": _f(n.q_alpha),
+            "alpha": n.alpha,
+            "q_alpha": _f(n.q_alpha),
             "critical_difference": _f(n.critical_difference),
-            "pairs": [{"a": x, "b": y, "rank_difference": _f(d), "p_value": _f(p),
-                       "significant": sig} for x, y, d, p, sig in n.pairs]}
+            "pairs": [
+                {"a": x, "b": y, "rank_difference": _f(d), "p_value": _f(p), "significant": sig}
+                for x, y, d, p, sig in n.pairs
+            ],
+        }
     if report.funnel is not None:
         data["funnel"] = {
             "study": report.funnel.study,
             "stages": [asdict(s) for s in report.funnel.stages],
-            "survivors": [{"candidate": s.candidate, "fitness": _f(s.fitness)}
-                          for s in report.funnel.survivors]}
+            "survivors": [
+                {"candidate": s.candidate, "fitness": _f(s.fitness)}
+                for s in report.funnel.survivors
+            ],
+        }
     return data

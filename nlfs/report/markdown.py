@@ -28,8 +28,9 @@ def render(blocks: Sequence[Block]) -> str:
                 lines.append(f"*{block.caption}*\n")
             lines.append("| " + " | ".join(block.columns) + " |")
             lines.append("|" + "|".join("---" for _ in block.columns) + "|")
-            lines += ["| " + " | ".join(_entry(c.text, c.bold) for c in row) + " |"
-                      for row in block.rows]
+            lines += [
+                "| " + " | ".join(_entry(c.text, c.bold) for c in row) + " |" for row in block.rows
+            ]
             out.append("\n".join(lines))
         elif isinstance(block, Figure):
             out.append(f"![{block.caption}]({block.path})\n\n*{block.caption}*")

@@ -32,18 +32,30 @@ def write_figures(report: Report, out_dir: Path) -> list[Figure]:
         figures.append(Figure(f"{FIGURE_DIR}/{name}", caption))
 
     if a.friedman is not None and a.nemenyi is not None:
-        save(cd_diagram(a.friedman, a.nemenyi), "critical_difference.png",
-             f"Critical-difference diagram: average ranks (1 = best); losses joined by a bar do "
-             f"not differ significantly (Nemenyi, alpha {a.nemenyi.alpha:g}).")
+        save(
+            cd_diagram(a.friedman, a.nemenyi),
+            "critical_difference.png",
+            f"Critical-difference diagram: average ranks (1 = best); losses joined by a bar do "
+            f"not differ significantly (Nemenyi, alpha {a.nemenyi.alpha:g}).",
+        )
     for index, setting in enumerate(a.settings):
-        groups = [(loss, s.values) for loss in a.losses
-                  if (s := report.summary(setting, loss)) is not None]
+        groups = [
+            (loss, s.values)
+            for loss in a.losses
+            if (s := report.summary(setting, loss)) is not None
+        ]
         slug = re.sub(r"[^A-Za-z0-9]+", "_", setting.label).strip("_")[:60]
-        save(box_plot(setting.label, groups, a.metric), f"box_{index:02d}_{slug}.png",
-             f"{a.metric} per seed in {setting.label}.")
+        save(
+            box_plot(setting.label, groups, a.metric),
+            f"box_{index:02d}_{slug}.png",
+            f"{a.metric} per seed in {setting.label}.",
+        )
     if report.funnel is not None:
-        save(funnel_plot(report.funnel), "funnel.png",
-             "Candidates run and kept per elimination stage.")
+        save(
+            funnel_plot(report.funnel),
+            "funnel.png",
+            "Candidates run and kept per elimination stage.",
+        )
     return figures
 
 
@@ -85,14 +97,21 @@ def cd_diagram(friedman: FriedmanResult, nemenyi: NemenyiResult) -> MplFigure:
         y = -(row + 1) * 0.8
         x_text = 1 - 0.05 * (k - 1) if left else max(k, 2) + 0.05 * (k - 1)
         ax.vlines(rank, y, 0, color="black", linewidth=0.8, clip_on=False)
-        ax.hlines(y, min(rank, x_text), max(rank, x_text), color="black", linewidth=0.8,
-                  clip_on=False)
-        ax.text(x_text, y, f"{name} ({rank:.2f})", ha="right" if left else "left",
-                va="center", fontsize=9, clip_on=False)
+        ax.hlines(
+            y, min(rank, x_text), max(rank, x_text), color="black", linewidth=0.8, clip_on=False
+        )
+        ax.text(
+            x_text,
+            y,
+            f"{name} ({rank:.2f})",
+            ha="right" if left else "left",
+            va="center",
+            fontsize=9,
+            clip_on=False,
+        )
     for level, (i, j) in enumerate(_cliques(ranks, cd)):
         y = -0.25 - 0.18 * level
-        ax.hlines(y, ranks[i] - 0.03, ranks[j] + 0.03, color="tab:red", linewidth=3,
-                  clip_on=False)
+        ax.hlines(y, ranks[i] - 0.03, ranks[j] + 0.03, color="tab:red", linewidth=3, clip_on=False)
     return fig
 
 

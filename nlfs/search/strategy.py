@@ -129,8 +129,7 @@ def _check_option(strategy: str, name: str, value: Any, default: Any) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise ConfigError(
-            f"strategy {strategy!r} option {name!r} must be {type(default).__name__}, "
-            f"got {value!r}"
+            f"strategy {strategy!r} option {name!r} must be {type(default).__name__}, got {value!r}"
         )
     return value
 

@@ -45,9 +45,7 @@ def classify(trial: FrozenTrial) -> str:
 def is_finished_work(trial: FrozenTrial) -> bool:
     """A finished evaluation a strategy should hear about (not interrupted, not surplus)."""
     return (
-        trial.state.is_finished()
-        and counts_toward_budget(trial)
-        and "genome" in trial.user_attrs
+        trial.state.is_finished() and counts_toward_budget(trial) and "genome" in trial.user_attrs
     )
 
 

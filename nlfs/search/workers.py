@@ -71,7 +71,9 @@ def run_search(
     check_config(config)
     name = study_name or config.default_study_name()
     study = open_study(
-        name, resolve_storage(storage, name, runs_dir), attrs=study_attrs(config),
+        name,
+        resolve_storage(storage, name, runs_dir),
+        attrs=study_attrs(config),
         unhashed=NOT_HASHED,
     )
     if config.workers == 1:
@@ -149,8 +151,9 @@ def run_processes(
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     threads = max(1, (os.cpu_count() or 1) // workers)
     processes = [
-        context.Process(target=_process_main, args=(target, tuple(args), threads),
-                        name=f"nlfs-worker-{i}")
+        context.Process(
+            target=_process_main, args=(target, tuple(args), threads), name=f"nlfs-worker-{i}"
+        )
         for i in range(workers)
     ]
     for process in processes:

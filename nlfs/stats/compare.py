@@ -177,8 +177,10 @@ def analyse(
     if pairing not in PAIRINGS:
         raise StatsError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
     if significance_test not in SIGNIFICANCE_TESTS:
-        raise StatsError(f"significance test must be one of {', '.join(SIGNIFICANCE_TESTS)}, "
-                         f"got {significance_test!r}")
+        raise StatsError(
+            f"significance test must be one of {', '.join(SIGNIFICANCE_TESTS)}, "
+            f"got {significance_test!r}"
+        )
     if not 0.0 < alpha < 1.0:
         raise StatsError(f"alpha must be in (0, 1), got {alpha}")
     records = list(records)
@@ -188,8 +190,9 @@ def analyse(
         if r.metric == metric:
             groups[(Setting(r.arch, r.dataset, r.augment), r.loss)][r.seed] = r.value
     if not groups:
-        raise DataError(f"no records of metric {metric!r}; metrics present: "
-                        f"{', '.join(metrics) or 'none'}")
+        raise DataError(
+            f"no records of metric {metric!r}; metrics present: {', '.join(metrics) or 'none'}"
+        )
     all_losses = {loss for _, loss in groups}
     baseline = resolve_baseline(baseline, all_losses)
     losses = (baseline, *sorted(all_losses - {baseline}))
@@ -222,23 +225,48 @@ def analyse(
     comparisons = _compare(raw, baseline, higher_is_better, seed, resamples)
     wins = tuple(
         win_tie_loss(
-            loss, baseline,
-            [c.mean_difference * (1 if higher_is_better else -1)
-             for c in comparisons if c.loss == loss],
+            loss,
+            baseline,
+            [
+                c.mean_difference * (1 if higher_is_better else -1)
+                for c in comparisons
+                if c.loss == loss
+            ],
             [c.corrected_p(significance_test) for c in comparisons if c.loss == loss],
-            alpha=alpha, tie_tolerance=tie_tolerance)
+            alpha=alpha,
+            tie_tolerance=tie_tolerance,
+        )
         for loss in losses[1:]
     )
     if significance_test == "rank" and any(
-        c.paired and 2.0 / 2 ** c.rank_test.n >= alpha for c in comparisons
+        c.paired and 2.0 / 2**c.rank_test.n >= alpha for c in comparisons
     ):
-        notes.append(f"with so few seeds the Wilcoxon test cannot reach p < {alpha} "
-                     "(smallest two-sided p is 2/2^n); consider --stars-test t or more seeds")
+        notes.append(
+            f"with so few seeds the Wilcoxon test cannot reach p < {alpha} "
+            "(smallest two-sided p is 2/2^n); consider --stars-test t or more seeds"
+        )
     fried, nem = _friedman(groups, losses, settings, alpha, higher_is_better, notes)
-    values = tuple((s, loss, tuple(v for _, v in sorted(groups[(s, loss)].items())))
-                   for s in settings for loss in losses if (s, loss) in groups)
-    return Analysis(metric, baseline, alpha, higher_is_better, significance_test, losses,
-                    settings, values, comparisons, wins, fried, nem, tuple(notes))
+    values = tuple(
+        (s, loss, tuple(v for _, v in sorted(groups[(s, loss)].items())))
+        for s in settings
+        for loss in losses
+        if (s, loss) in groups
+    )
+    return Analysis(
+        metric,
+        baseline,
+        alpha,
+        higher_is_better,
+        significance_test,
+        losses,
+        settings,
+        values,
+        comparisons,
+        wins,
+        fried,
+        nem,
+        tuple(notes),
+    )
 
 
 def _compare(raw, baseline, higher_is_better, seed, resamples) -> tuple[Comparison, ...]:
@@ -260,23 +288,45 @@ def _compare(raw, baseline, higher_is_better, seed, resamples) -> tuple[Comparis
     out = []
     for i, (setting, loss, paired, x, y, rank, t, d, ci) in enumerate(partial):
         diff = float(np.mean(x) - np.mean(y))
-        out.append(Comparison(
-            setting, loss, baseline, paired, int(x.size), int(y.size), diff, rank, t,
-            rank_holm[i], rank_bh[i], t_holm[i], t_bh[i], d, cliffs_delta(x, y), ci,
-            better=diff > 0 if higher_is_better else diff < 0))
+        out.append(
+            Comparison(
+                setting,
+                loss,
+                baseline,
+                paired,
+                int(x.size),
+                int(y.size),
+                diff,
+                rank,
+                t,
+                rank_holm[i],
+                rank_bh[i],
+                t_holm[i],
+                t_bh[i],
+                d,
+                cliffs_delta(x, y),
+                ci,
+                better=diff > 0 if higher_is_better else diff < 0,
+            )
+        )
     return tuple(out)
 
 
 def _friedman(groups, losses, settings, alpha, higher_is_better, notes):
     complete = [s for s in settings if all((s, loss) in groups for loss in losses)]
     if len(losses) < 2 or len(complete) < 2:
-        notes.append(f"Friedman test skipped: needs 2+ losses run in 2+ settings, have "
-                     f"{len(losses)} losses and {len(complete)} complete settings")
+        notes.append(
+            f"Friedman test skipped: needs 2+ losses run in 2+ settings, have "
+            f"{len(losses)} losses and {len(complete)} complete settings"
+        )
         return None, None
     if len(complete) < len(settings):
-        notes.append(f"Friedman test over the {len(complete)} of {len(settings)} settings "
-                     "where every loss ran")
-    table = np.array([[np.mean(list(groups[(s, loss)].values())) for loss in losses]
-                      for s in complete])
+        notes.append(
+            f"Friedman test over the {len(complete)} of {len(settings)} settings "
+            "where every loss ran"
+        )
+    table = np.array(
+        [[np.mean(list(groups[(s, loss)].values())) for loss in losses] for s in complete]
+    )
     result = friedman(table, losses, higher_is_better=higher_is_better)
     return result, nemenyi(result, alpha)

@@ -86,4 +86,3 @@ def paired_t(x: Sequence[float], y: Sequence[float]) -> TestResult:
     t = float(np.mean(d)) / (sd / math.sqrt(n))
     p = float(2.0 * stats.t.sf(abs(t), n - 1))
     return TestResult("paired_t", t, min(p, 1.0), n)
-

@@ -30,6 +30,7 @@ TEST_ACC = "test_acc"
 BEST_TEST_ACC = "best_test_acc"
 """Metric name of the best test accuracy seen during training (optimistic: selected on test)."""
 
+
 class RecordError(DataError):
     """A malformed results file; ``row`` and ``column`` locate the problem where known.
 
@@ -37,8 +38,9 @@ class RecordError(DataError):
     gives the file line number.
     """
 
-    def __init__(self, message: str, *, path: str = "", row: int | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str = "", row: int | None = None, column: str | None = None
+    ) -> None:
         super().__init__(message)
         self.path, self.row, self.column = path, row, column
 
@@ -98,15 +100,20 @@ def read_csv(path: str | Path) -> list[RunRecord]:
         reader = csv.DictReader(handle)
         header = reader.fieldnames
         if not header:
-            raise RecordError(f"{name}: empty file, expected a header {','.join(COLUMNS)}",
-                              path=name)
+            raise RecordError(
+                f"{name}: empty file, expected a header {','.join(COLUMNS)}", path=name
+            )
         header = [h.strip() for h in header]
         reader.fieldnames = header
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise RecordError(
                 f"{name}: missing column {missing[0]!r} (header has {', '.join(header)}; "
-                f"required: {', '.join(COLUMNS)})", path=name, row=0, column=missing[0])
+                f"required: {', '.join(COLUMNS)})",
+                path=name,
+                row=0,
+                column=missing[0],
+            )
         records: list[RunRecord] = []
         seen: dict[tuple, int] = {}
         for row_no, row in enumerate(reader, start=1):
@@ -115,8 +122,12 @@ def read_csv(path: str | Path) -> list[RunRecord]:
             for column in COLUMNS:
                 text = (row.get(column) or "").strip()
                 if not text:
-                    raise RecordError(f"{_where(name, row_no, line, column)}: empty field",
-                                      path=name, row=row_no, column=column)
+                    raise RecordError(
+                        f"{_where(name, row_no, line, column)}: empty field",
+                        path=name,
+                        row=row_no,
+                        column=column,
+                    )
                 fields_[column] = text
             fields_["seed"] = _parse_seed(fields_["seed"], name, row_no, line)
             fields_["value"] = _parse_value(fields_["value"], name, row_no, line)
@@ -124,7 +135,11 @@ def read_csv(path: str | Path) -> list[RunRecord]:
             if record.key in seen:
                 raise RecordError(
                     f"{_where(name, row_no, line, 'seed')}: duplicate of row {seen[record.key]} "
-                    f"(same {', '.join(KEY_COLUMNS)})", path=name, row=row_no, column="seed")
+                    f"(same {', '.join(KEY_COLUMNS)})",
+                    path=name,
+                    row=row_no,
+                    column="seed",
+                )
             seen[record.key] = row_no
             records.append(record)
     if not records:
@@ -136,20 +151,31 @@ def _parse_seed(text: str, name: str, row: int, line: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise RecordError(f"{_where(name, row, line, 'seed')}: {text!r} is not an integer",
-                          path=name, row=row, column="seed") from None
+        raise RecordError(
+            f"{_where(name, row, line, 'seed')}: {text!r} is not an integer",
+            path=name,
+            row=row,
+            column="seed",
+        ) from None
 
 
 def _parse_value(text: str, name: str, row: int, line: int) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise RecordError(f"{_where(name, row, line, 'value')}: {text!r} is not a number",
-                          path=name, row=row, column="value") from None
+        raise RecordError(
+            f"{_where(name, row, line, 'value')}: {text!r} is not a number",
+            path=name,
+            row=row,
+            column="value",
+        ) from None
     if not math.isfinite(value):
         raise RecordError(
             f"{_where(name, row, line, 'value')}: {text!r} is not finite; leave failed runs out",
-            path=name, row=row, column="value")
+            path=name,
+            row=row,
+            column="value",
+        )
     return value
 
 

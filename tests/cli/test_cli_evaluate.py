@@ -40,8 +40,21 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.fmnist
 def test_json_output_has_the_record_fields(tiny_profile):
-    result = CliRunner().invoke(cli, ["evaluate", "--loss", "cross_entropy", "--profile",
-                                      tiny_profile, "--seed", "3", "--json", "--device", "cpu"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--loss",
+            "cross_entropy",
+            "--profile",
+            tiny_profile,
+            "--seed",
+            "3",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     for key in ("fitness", "state", "best_acc", "final_acc", "steps", "seconds", "profile"):
@@ -52,26 +65,38 @@ def test_json_output_has_the_record_fields(tiny_profile):
 
 @pytest.mark.fmnist
 def test_an_expression_trains_and_prints_a_table(tiny_profile):
-    result = CliRunner().invoke(cli, ["evaluate", "--loss", "neg(mul(y, log(p)))",
-                                      "--profile", tiny_profile])
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--loss", "neg(mul(y, log(p)))", "--profile", tiny_profile]
+    )
     assert result.exit_code == 0, result.output
     assert "fitness" in result.output and "tiny_cnn" in result.output
 
 
 def test_a_missing_dataset_is_one_line_and_exit_2(monkeypatch, capsys, tiny_profile, tmp_path):
-    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--loss", "cross_entropy",
-                            "--profile", tiny_profile, "--data-dir", str(tmp_path))
+    code, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "evaluate",
+        "--loss",
+        "cross_entropy",
+        "--profile",
+        tiny_profile,
+        "--data-dir",
+        str(tmp_path),
+    )
     assert code == 2
     assert err.startswith("Error:") and err.count("\n") == 1 and "dataset-fashion-mnist" in err
 
 
 def test_an_unknown_profile_lists_the_known_ones(monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--loss", "cross_entropy",
-                            "--profile", "nonesuch")
+    code, _, err = run_main(
+        monkeypatch, capsys, "evaluate", "--loss", "cross_entropy", "--profile", "nonesuch"
+    )
     assert code == 2 and "micro" in err and "quick" in err
 
 
 def test_an_unknown_loss_name_is_exit_2(monkeypatch, capsys, tiny_profile):
-    code, _, err = run_main(monkeypatch, capsys, "evaluate", "--loss", "no_such_loss",
-                            "--profile", tiny_profile)
+    code, _, err = run_main(
+        monkeypatch, capsys, "evaluate", "--loss", "no_such_loss", "--profile", tiny_profile
+    )
     assert code == 2 and "cross_entropy" in err

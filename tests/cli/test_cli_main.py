@@ -38,8 +38,9 @@ def test_threads_must_be_positive():
 def test_input_errors_are_one_line_with_exit_code_2():
     """The installed entry point prints an NLFSError as one line, no traceback."""
     nlfs = Path(sys.executable).parent / "nlfs"
-    proc = subprocess.run([str(nlfs), "evaluate", "--loss", "nope"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(nlfs), "evaluate", "--loss", "nope"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("Error: unknown loss 'nope'")

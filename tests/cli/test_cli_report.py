@@ -28,8 +28,19 @@ def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def test_report_from_csv_writes_files(tmp_path, monkeypatch, capsys):
     csv_path = tmp_path / "r.csv"
     write_csv(synthetic_records(), csv_path)
-    code, out, _ = run(monkeypatch, capsys, "--results", str(csv_path), "--out",
-                       str(tmp_path / "out"), "--format", "json", "--baseline", "ce", "--json")
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "--results",
+        str(csv_path),
+        "--out",
+        str(tmp_path / "out"),
+        "--format",
+        "json",
+        "--baseline",
+        "ce",
+        "--json",
+    )
     assert code == 0
     files = json.loads(out)["files"]
     assert files == [str(tmp_path / "out" / "report.json")]
@@ -47,12 +58,15 @@ def test_malformed_csv_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("args,fragment", [
-    ((), "exactly one of --study"),
-    (("--format", "pdf"), "unknown report format 'pdf'"),
-    (("--baseline", "mse"), "baseline 'mse' is not among the losses"),
-    (("--metric", "loss"), "no records of metric 'loss'"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        ((), "exactly one of --study"),
+        (("--format", "pdf"), "unknown report format 'pdf'"),
+        (("--baseline", "mse"), "baseline 'mse' is not among the losses"),
+        (("--metric", "loss"), "no records of metric 'loss'"),
+    ],
+)
 def test_input_mistakes_exit_2(tmp_path, monkeypatch, capsys, args, fragment):
     csv_path = tmp_path / "r.csv"
     write_csv(synthetic_records(), csv_path)
@@ -65,18 +79,37 @@ def test_report_from_transfer_study(tmp_path, monkeypatch, capsys):
     """A transfer study in a journal file reports like its CSV would."""
     monkeypatch.chdir(tmp_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="grid", storage=resolve_storage(None, "grid"),
-                                direction="maximize")
+    study = optuna.create_study(
+        study_name="grid", storage=resolve_storage(None, "grid"), direction="maximize"
+    )
     study.set_user_attr("kind", "transfer")
     for r in synthetic_records():
         trial = study.ask()
-        for key, value in dict(loss=r.loss, arch=r.arch, dataset=r.dataset, augment=r.augment,
-                               seed=r.seed, final_acc=r.value, best_acc=r.value + 0.001,
-                               seconds=1.0, failure_kind=None).items():
+        for key, value in dict(
+            loss=r.loss,
+            arch=r.arch,
+            dataset=r.dataset,
+            augment=r.augment,
+            seed=r.seed,
+            final_acc=r.value,
+            best_acc=r.value + 0.001,
+            seconds=1.0,
+            failure_kind=None,
+        ).items():
             trial.set_user_attr(key, value)
         study.tell(trial, r.value)
-    code, out, err = run(monkeypatch, capsys, "--study", "grid", "--out", "rep", "--format",
-                         "json", "--metric", "best_test_acc")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "--study",
+        "grid",
+        "--out",
+        "rep",
+        "--format",
+        "json",
+        "--metric",
+        "best_test_acc",
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["metric"] == "best_test_acc" and data["source"] == "study grid"

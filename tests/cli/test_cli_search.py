@@ -20,8 +20,22 @@ def searched(tmp_path_factory):
     mp.setattr("nlfs.search.runner.default_evaluator", shared_real_factory)
     journal = tmp_path_factory.mktemp("cli") / "s.journal"
     runner = CliRunner()
-    args = ["search", "--config", "ci", "--profile", NANO, "--budget", "2", "--study", "s",
-            "--storage", str(journal), "--device", "cpu", "--json"]
+    args = [
+        "search",
+        "--config",
+        "ci",
+        "--profile",
+        NANO,
+        "--budget",
+        "2",
+        "--study",
+        "s",
+        "--storage",
+        str(journal),
+        "--device",
+        "cpu",
+        "--json",
+    ]
     result = runner.invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     yield runner, journal, json.loads(result.stdout), args
@@ -61,8 +75,11 @@ def test_a_different_config_for_the_study_is_refused(searched):
 @pytest.mark.fmnist
 def test_best_lists_the_top_losses(searched):
     runner, journal, summary, _ = searched
-    result = runner.invoke(cli, ["best", "--study", "s", "--storage", str(journal), "-n", "1",
-                                 "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["best", "--study", "s", "--storage", str(journal), "-n", "1", "--json"],
+        catch_exceptions=False,
+    )
     best = json.loads(result.stdout)["best"]
     assert best == summary["best"][:1]
     table = runner.invoke(cli, ["best", "--study", "s", "--storage", str(journal)])
@@ -75,24 +92,32 @@ def test_best_lists_the_top_losses(searched):
 def test_export_writes_a_module_and_prints_latex(searched, tmp_path):
     runner, journal, _, _ = searched
     out = tmp_path / "found_loss.py"
-    result = runner.invoke(cli, ["export", "--study", "s", "--storage", str(journal), "--trial",
-                                 "0", "-o", str(out)], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["export", "--study", "s", "--storage", str(journal), "--trial", "0", "-o", str(out)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "class FoundLoss(torch.nn.Module)" in text and "trial: 0" in text
-    latex = runner.invoke(cli, ["export", "--study", "s", "--storage", str(journal),
-                                "--trial", "0", "--format", "latex"], catch_exceptions=False)
+    latex = runner.invoke(
+        cli,
+        ["export", "--study", "s", "--storage", str(journal), "--trial", "0", "--format", "latex"],
+        catch_exceptions=False,
+    )
     assert r"\sum_c" in latex.stdout
-    missing = runner.invoke(cli, ["export", "--study", "s", "--storage", str(journal),
-                                  "--trial", "99", "-o", str(out)])
+    missing = runner.invoke(
+        cli, ["export", "--study", "s", "--storage", str(journal), "--trial", "99", "-o", str(out)]
+    )
     assert isinstance(missing.exception, ConfigError)
 
 
 @pytest.mark.fmnist
 def test_worker_joins_a_finished_search_and_stops(searched):
     runner, journal, summary, _ = searched
-    result = runner.invoke(cli, ["worker", "--study", "s", "--storage", str(journal), "--json"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli, ["worker", "--study", "s", "--storage", str(journal), "--json"], catch_exceptions=False
+    )
     assert json.loads(result.stdout)["counts"] == summary["counts"]
 
 
@@ -103,15 +128,19 @@ def test_worker_hands_studies_of_other_kinds_to_the_grid_runner(tmp_path, monkey
     open_study("g", resolve_storage(journal, "g"), attrs={"kind": "transfer"})
     calls = []
     monkeypatch.setattr("nlfs.experiments.grid.run_worker", lambda *a, **k: calls.append((a, k)))
-    result = CliRunner().invoke(cli, ["worker", "--study", "g", "--storage", journal,
-                                      "--device", "cpu"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["worker", "--study", "g", "--storage", journal, "--device", "cpu"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     assert len(calls) == 1 and calls[0][0][0] == "g" and calls[0][1]["device"] == "cpu"
 
 
 def test_unknown_study_is_an_error_for_people(tmp_path):
-    result = CliRunner().invoke(cli, ["best", "--study", "nope", "--storage",
-                                      str(tmp_path / "none.journal")])
+    result = CliRunner().invoke(
+        cli, ["best", "--study", "nope", "--storage", str(tmp_path / "none.journal")]
+    )
     assert isinstance(result.exception, ConfigError)
 
 

@@ -64,7 +64,8 @@ def mixed(spec: str, seed: int) -> tuple[torch.Tensor, Batch, torch.Tensor]:
     x = torch.randint(0, 256, (8, 3, 10, 12), generator=gen, dtype=torch.uint8)
     labels = torch.arange(8)
     batch = Augmenter(spec, mean=(0.0,) * 3, std=(1.0,) * 3)(
-        x, labels, torch.Generator().manual_seed(seed))
+        x, labels, torch.Generator().manual_seed(seed)
+    )
     assert torch.equal(batch.y, labels)
     assert batch.y_mix is not None and torch.equal(batch.y_mix.sort().values, labels)
     return x.float() / 255.0, batch, batch.y_mix
@@ -105,8 +106,9 @@ def test_mixed_loss_is_the_weighted_sum_and_plain_for_unmixed_batches():
     mixed = Batch(torch.zeros(6), a, b, 0.3)
     expected = 0.3 * F.cross_entropy(logits, a) + 0.7 * F.cross_entropy(logits, b)
     assert torch.allclose(mixed_loss(F.cross_entropy, logits, mixed), expected)
-    assert torch.equal(mixed_loss(F.cross_entropy, logits, Batch(torch.zeros(6), a)),
-                       F.cross_entropy(logits, a))
+    assert torch.equal(
+        mixed_loss(F.cross_entropy, logits, Batch(torch.zeros(6), a)), F.cross_entropy(logits, a)
+    )
 
 
 def test_unknown_or_conflicting_names_are_config_errors():

@@ -75,8 +75,13 @@ def test_missing_dataset_message_names_package_flags_and_files(tmp_path, monkeyp
         load_dataset("fashion-mnist")
     text = str(err.value)
     assert "\n" not in text
-    for needle in ("dataset-fashion-mnist", "--data-dir", "--download",
-                   "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for needle in (
+        "dataset-fashion-mnist",
+        "--data-dir",
+        "--download",
+        "train-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         assert needle in text
 
 
@@ -118,8 +123,9 @@ def test_split_indices_are_disjoint_sized_and_seeded(n, val, sub, seed):
 
 
 def test_split_seed_changes_the_validation_slice():
-    assert not np.array_equal(split_indices(1000, 100, None, 0)[1],
-                              split_indices(1000, 100, None, 1)[1])
+    assert not np.array_equal(
+        split_indices(1000, 100, None, 0)[1], split_indices(1000, 100, None, 1)[1]
+    )
 
 
 def test_sizes_that_do_not_fit_are_a_data_error():

@@ -42,8 +42,9 @@ def micro():
 @pytest.fixture(scope="module")
 def short(micro):
     """micro cut to 40 steps, with dropout and augmentation so their draws are exercised."""
-    return dataclasses.replace(micro, steps=40, eval_every=20, dropout=0.3,
-                               augment="flipcrop+cutout", give_up_after=None)
+    return dataclasses.replace(
+        micro, steps=40, eval_every=20, dropout=0.3, augment="flipcrop+cutout", give_up_after=None
+    )
 
 
 def run(profile, loss, seed=0):
@@ -80,7 +81,8 @@ def test_same_seed_same_result_and_other_seeds_differ(short):
     evaluator = Evaluator(short, device="cpu")
     loss = nn.CrossEntropyLoss()
     first, again, other = evaluator.evaluate(
-        [EvalRequest(loss, 7), EvalRequest(loss, 7), EvalRequest(loss, 8)])
+        [EvalRequest(loss, 7), EvalRequest(loss, 7), EvalRequest(loss, 8)]
+    )
     assert first.metadata["history"] == again.metadata["history"]
     assert first.fitness == again.fitness
     assert first.metadata["history"] != other.metadata["history"]
@@ -129,11 +131,11 @@ def test_evaluate_leaves_the_global_rng_alone(short):
 @pytest.mark.fmnist
 def test_one_result_per_request_in_order_and_a_replaced_profile_is_rebuilt(short):
     evaluator = Evaluator(dataclasses.replace(short, steps=2, eval_every=1), device="cpu")
-    results = evaluator.evaluate([EvalRequest(nn.CrossEntropyLoss(), s, f"r{s}")
-                                  for s in range(3)])
+    results = evaluator.evaluate([EvalRequest(nn.CrossEntropyLoss(), s, f"r{s}") for s in range(3)])
     assert [r.metadata["name"] for r in results] == ["r0", "r1", "r2"]
-    evaluator.profile = dataclasses.replace(evaluator.profile, model="small_cnn", width=4,
-                                            resolution=None)
+    evaluator.profile = dataclasses.replace(
+        evaluator.profile, model="small_cnn", width=4, resolution=None
+    )
     result = evaluator.evaluate([EvalRequest(nn.CrossEntropyLoss(), 0)])[0]
     assert result.state is State.OK and result.metadata["model"] == "small_cnn"
 

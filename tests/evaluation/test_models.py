@@ -13,8 +13,12 @@ SMALL = 32  # pixels: the smallest size every architecture's downsampling accept
 
 
 # EfficientNetV2-S (20M parameters) is built only once, grey: the input adaptation under test.
-CASES = [(name, c) for name in model_names() for c in (1, 3)
-         if not (name == "efficientnet_v2_s" and c == 3)]
+CASES = [
+    (name, c)
+    for name in model_names()
+    for c in (1, 3)
+    if not (name == "efficientnet_v2_s" and c == 3)
+]
 
 
 @pytest.mark.parametrize(("name", "channels"), CASES)

@@ -61,9 +61,11 @@ class StageEvaluator:
 
 def write_config(tmp_path, keep="3, 2, 1", top=5, extra="") -> Path:
     path = tmp_path / "elim.toml"
-    path.write_text(f"profile = '{NANO}'\ntop = {top}\nkeep = [{keep}]\n{extra}"
-                    "[[stages]]\nsteps = 4\n[[stages]]\nsteps = 6\naugment = 'flipcrop'\n"
-                    "[[stages]]\nsteps = 8\ndropout = 0.1\n")
+    path.write_text(
+        f"profile = '{NANO}'\ntop = {top}\nkeep = [{keep}]\n{extra}"
+        "[[stages]]\nsteps = 4\n[[stages]]\nsteps = 6\naugment = 'flipcrop'\n"
+        "[[stages]]\nsteps = 8\ndropout = 0.1\n"
+    )
     return path
 
 
@@ -74,11 +76,19 @@ def search(tmp_path):
     storage = resolve_storage(path, "s")
     study = open_study("s", storage, attrs={"kind": "search"})
     for expr, key, value in SEARCH:
-        study.add_trial(optuna.trial.create_trial(
-            value=value, params={"x": value}, distributions={"x": FloatDistribution(0, 1)},
-            user_attrs={"expression": expr, "key": key, "sign": 1.0}))
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.FAIL, user_attrs={"expression": "log(p)", "key": "bad"}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": value},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"expression": expr, "key": key, "sign": 1.0},
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL, user_attrs={"expression": "log(p)", "key": "bad"}
+        )
+    )
     return path, storage
 
 
@@ -93,8 +103,9 @@ def run(tmp_path, search, *, fail_on=None, log=None, stop_after=None, keep="3, 2
         if stop_after is not None and index >= stop_after:
             raise KeyboardInterrupt
         stages_run.append(index)
-        run_worker("s-eliminate", path, evaluator_factory=lambda s, *_: StageEvaluator(
-            s, fail_on, log))
+        run_worker(
+            "s-eliminate", path, evaluator_factory=lambda s, *_: StageEvaluator(s, fail_on, log)
+        )
 
     finalists = run_elimination(study, settings, config, pool, run_stage)
     return study, pool, finalists, stages_run
@@ -124,7 +135,8 @@ def test_each_stage_keeps_the_configured_best(tmp_path, search):
     funnel = funnel_from_study(study)
     assert [(s.ran, s.kept) for s in funnel.stages] == [(5, 3), (3, 2), (2, 1)]
     assert [s.candidate for s in funnel.survivors] == [
-        next(c.expression for c in pool if c.key == finalists[0])]
+        next(c.expression for c in pool if c.key == finalists[0])
+    ]
     assert {"candidate", "sign", "source_trial", "best_acc", "final_acc"} <= set(rows[0])
 
 
@@ -164,12 +176,15 @@ def test_resume_with_other_protocol_is_refused(tmp_path, search):
         run(tmp_path, search, keep="4, 2, 1")
 
 
-@pytest.mark.parametrize("keep, top, extra, message", [
-    ("3, 2", 5, "", "3 stages need 3 keep counts"),
-    ("3, 3, 1", 5, "", "decreasing"),
-    ("3, 2, 1", 3, "", "decreasing"),
-    ("3, 2, 1", 5, "colour = 1\n", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "keep, top, extra, message",
+    [
+        ("3, 2", 5, "", "3 stages need 3 keep counts"),
+        ("3, 3, 1", 5, "", "decreasing"),
+        ("3, 2, 1", 3, "", "decreasing"),
+        ("3, 2, 1", 5, "colour = 1\n", "unknown key"),
+    ],
+)
 def test_bad_protocols_fail_clearly(tmp_path, keep, top, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_elimination_config(write_config(tmp_path, keep=keep, top=top, extra=extra))
@@ -189,8 +204,11 @@ def test_shipped_protocols_build_valid_stage_profiles(name):
     assert len(config.keep) == len(config.stages)
     base = load_profile(config.profile)
     profiles = [stage_profile(base, s, i) for i, s in enumerate(config.stages)]
-    check_names(models=[p.model for p in profiles], datasets=[p.dataset for p in profiles],
-                augments=[p.augment for p in profiles])
+    check_names(
+        models=[p.model for p in profiles],
+        datasets=[p.dataset for p in profiles],
+        augments=[p.augment for p in profiles],
+    )
     assert [p.steps for p in profiles] == [s.steps for s in config.stages]
 
 

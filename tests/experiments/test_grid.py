@@ -74,8 +74,16 @@ def make_jobs(settings=2, seeds=2) -> list[Job]:
         setting = JobSetting({"name": f"s{s}", "steps": 10 + s}, split="val")
         for seed in range(seeds):
             for i, expr in enumerate(EXPRESSIONS):
-                jobs.append(Job(f"l{i}|s{s}|{seed}", setting, expr, seed, 1.0,
-                                  {"loss": f"l{i}", "arch": f"s{s}"}))
+                jobs.append(
+                    Job(
+                        f"l{i}|s{s}|{seed}",
+                        setting,
+                        expr,
+                        seed,
+                        1.0,
+                        {"loss": f"l{i}", "arch": f"s{s}"},
+                    )
+                )
     return jobs
 
 
@@ -161,8 +169,9 @@ def test_interrupted_job_is_run_again(grid):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trial = study.ask()  # claims the first waiting job, like a worker would
-    trial.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": dead.pid,
-                                   "token": "gone"})
+    trial.set_user_attr(
+        "worker", {"host": __import__("socket").gethostname(), "pid": dead.pid, "token": "gone"}
+    )
     assert run_worker("g", path, evaluator_factory=CountingFactory()) == len(jobs)
     interrupted = [t for t in study.get_trials() if t.state is TrialState.FAIL]
     assert [t.number for t in interrupted] == [trial.number]
@@ -198,8 +207,11 @@ def test_two_workers_share_the_grid_without_duplicates(grid):
     counts = []
 
     def work() -> None:
-        counts.append(run_worker("g", resolve_storage(path, "g"), recover=False,
-                                 evaluator_factory=CountingFactory()))
+        counts.append(
+            run_worker(
+                "g", resolve_storage(path, "g"), recover=False, evaluator_factory=CountingFactory()
+            )
+        )
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for thread in threads:
@@ -219,8 +231,14 @@ def test_local_worker_processes_finish_the_grid(grid):
     jobs = make_jobs(settings=1, seeds=1)
     enqueue_jobs(study, jobs)
     seen = []
-    run_local("g", path, workers=2, evaluator_factory=fake_factory,
-              on_progress=lambda s: seen.append(progress_counts(s)), poll_s=0.2)
+    run_local(
+        "g",
+        path,
+        workers=2,
+        evaluator_factory=fake_factory,
+        on_progress=lambda s: seen.append(progress_counts(s)),
+        poll_s=0.2,
+    )
     trials = study.get_trials()
     assert len(trials) == len(jobs)
     assert all(t.state is TrialState.COMPLETE for t in trials)
@@ -280,12 +298,20 @@ def test_settling_trial_rule():
     _add(study, "c", TrialState.FAIL)
     _add(study, "d", TrialState.COMPLETE)
     latest_complete = _add(study, "d", TrialState.COMPLETE)
-    settled = {job: settling_trial(trials)
-               for job, trials in job_trials(study.get_trials()).items()}
+    settled = {
+        job: settling_trial(trials) for job, trials in job_trials(study.get_trials()).items()
+    }
     assert {job: t and t.number for job, t in settled.items()} == {
-        "a": complete, "b": latest_failure, "c": None, "d": latest_complete}
+        "a": complete,
+        "b": latest_failure,
+        "c": None,
+        "d": latest_complete,
+    }
     assert {job: t.number for job, t in job_results(study).items()} == {
-        "a": complete, "b": latest_failure, "d": latest_complete}
+        "a": complete,
+        "b": latest_failure,
+        "d": latest_complete,
+    }
     assert progress_counts(study) == (3, 1, 4)
     assert requeue_interrupted(study) == 1  # only "c" is work never done
     assert study.get_trials()[-1].user_attrs == {"job": "c"}
@@ -295,7 +321,13 @@ def test_jobs_written_before_the_rename_are_still_recognised(grid):
     """A trial that names its job with the old ``cell`` attribute settles that job."""
     path, _, study = grid
     job = make_jobs(settings=1, seeds=1)[0]
-    study.add_trial(optuna.trial.create_trial(
-        value=0.5, user_attrs={**{k: v for k, v in job.user_attrs().items() if k != "job"},
-                               "cell": job.id}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            user_attrs={
+                **{k: v for k, v in job.user_attrs().items() if k != "job"},
+                "cell": job.id,
+            },
+        )
+    )
     assert enqueue_jobs(study, [job]) == 0

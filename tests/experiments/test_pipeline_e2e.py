@@ -41,30 +41,53 @@ def test_eliminate_transfer_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # default storages go to tmp_path/runs/
     search = open_study("s", resolve_storage(None, "s"), attrs={"kind": "search"})
     for expr, value in CANDIDATES:
-        search.add_trial(optuna.trial.create_trial(
-            value=value, params={"x": value}, distributions={"x": FloatDistribution(0, 1)},
-            user_attrs={"expression": expr, "key": expr, "sign": 1.0}))
+        search.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": value},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"expression": expr, "key": expr, "sign": 1.0},
+            )
+        )
     stages = tmp_path / "stages.toml"
-    stages.write_text(f"profile = '{PROFILES / 'nano.toml'}'\ntop = 3\nkeep = [2, 1]\n"
-                      "[[stages]]\nsteps = 6\n[[stages]]\nsteps = 10\n")
+    stages.write_text(
+        f"profile = '{PROFILES / 'nano.toml'}'\ntop = 3\nkeep = [2, 1]\n"
+        "[[stages]]\nsteps = 6\n[[stages]]\nsteps = 10\n"
+    )
 
-    elim = _invoke("eliminate", "--study", "s", "--stages", str(stages), "--device", "cpu",
-                   "--json")
+    elim = _invoke(
+        "eliminate", "--study", "s", "--stages", str(stages), "--device", "cpu", "--json"
+    )
     runs = elim["records"]
     assert [sum(r["stage"] == i for r in runs) for i in (0, 1)] == [3, 2]
     assert len(elim["finalists"]) == 1
-    stage1 = sorted((r for r in runs if r["stage"] == 1 and r["fitness"] is not None),
-                    key=lambda r: -r["fitness"])
+    stage1 = sorted(
+        (r for r in runs if r["stage"] == 1 and r["fitness"] is not None),
+        key=lambda r: -r["fitness"],
+    )
     assert elim["finalists"][0]["key"] == stage1[0]["key"]
-    assert _invoke("eliminate", "--study", "s", "--stages", str(stages), "--json")[
-        "finalists"] == elim["finalists"]  # resumed: nothing re-run, same answer
-    eliminated = optuna.load_study(study_name="s-eliminate",
-                                   storage=resolve_storage(None, "s-eliminate"))
+    assert (
+        _invoke("eliminate", "--study", "s", "--stages", str(stages), "--json")["finalists"]
+        == elim["finalists"]
+    )  # resumed: nothing re-run, same answer
+    eliminated = optuna.load_study(
+        study_name="s-eliminate", storage=resolve_storage(None, "s-eliminate")
+    )
     assert len(eliminated.get_trials()) == 5
 
     losses = ",".join(["ce", *elim["transfer_losses"]])
-    out = _invoke("transfer", "--config", str(PROFILES / "nano_transfer.toml"), "--losses",
-                  losses, "--study", "t", "--device", "cpu", "--json")
+    out = _invoke(
+        "transfer",
+        "--config",
+        str(PROFILES / "nano_transfer.toml"),
+        "--losses",
+        losses,
+        "--study",
+        "t",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert out["jobs"] == 4 and len(out["results"]) == 4
     study = optuna.load_study(study_name="t", storage=resolve_storage(None, "t"))
     trials = study.get_trials()
@@ -72,8 +95,17 @@ def test_eliminate_transfer_report(tmp_path, monkeypatch):
     finalist = elim["transfer_losses"][0]
     assert {t.user_attrs["loss"] for t in trials} == {"ce", finalist}
 
-    _invoke("report", "--study", "t", "--out", "report", "--format", "html,json",
-            "--eliminate", "s-eliminate")
+    _invoke(
+        "report",
+        "--study",
+        "t",
+        "--out",
+        "report",
+        "--format",
+        "html,json",
+        "--eliminate",
+        "s-eliminate",
+    )
     html = (tmp_path / "report" / "report.html").read_text()
     for loss in ("ce", finalist):
         accs = [t.user_attrs["final_acc"] for t in trials if t.user_attrs["loss"] == loss]

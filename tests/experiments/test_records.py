@@ -30,15 +30,19 @@ def write(tmp_path: Path, *lines: str) -> Path:
 
 
 def test_write_then_read_round_trips_exactly(tmp_path):
-    records = [RunRecord("ce", "cnn", "fmnist", "none", s, "test_acc", 0.1 + s / 3) for s in
-               range(3)]
+    records = [
+        RunRecord("ce", "cnn", "fmnist", "none", s, "test_acc", 0.1 + s / 3) for s in range(3)
+    ]
     write_csv(records, tmp_path / "r.csv")
     assert read_csv(tmp_path / "r.csv") == records
 
 
 def test_extra_columns_are_ignored_and_order_is_free(tmp_path):
-    path = write(tmp_path, "value,run_id,metric,seed,augment,dataset,arch,loss",
-                 "0.5,abc,test_acc,3,none,fmnist,cnn,ce")
+    path = write(
+        tmp_path,
+        "value,run_id,metric,seed,augment,dataset,arch,loss",
+        "0.5,abc,test_acc,3,none,fmnist,cnn,ce",
+    )
     assert read_csv(path) == [RunRecord("ce", "cnn", "fmnist", "none", 3, "test_acc", 0.5)]
 
 
@@ -88,13 +92,24 @@ def test_missing_file_is_a_data_error(tmp_path):
 def _transfer_study() -> optuna.Study:
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("kind", "transfer")
-    jobs = [("ce", 0, 0.8, 0.82, "ok"), ("ce", 1, 0.81, 0.83, None), ("focal", 0, None, None,
-                                                                       "nan")]
+    jobs = [
+        ("ce", 0, 0.8, 0.82, "ok"),
+        ("ce", 1, 0.81, 0.83, None),
+        ("focal", 0, None, None, "nan"),
+    ]
     for loss, seed, final, best, kind in jobs:
         trial = study.ask()
-        for key, value in dict(loss=loss, arch="cnn", dataset="fmnist", augment="none", seed=seed,
-                               best_acc=best, final_acc=final, seconds=1.0,
-                               failure_kind=kind).items():
+        for key, value in dict(
+            loss=loss,
+            arch="cnn",
+            dataset="fmnist",
+            augment="none",
+            seed=seed,
+            best_acc=best,
+            final_acc=final,
+            seconds=1.0,
+            failure_kind=kind,
+        ).items():
             trial.set_user_attr(key, value)
         study.tell(trial, final if final is not None else 0.0)
     study.ask()  # a job still running
@@ -106,8 +121,12 @@ def test_records_from_study_reads_final_and_best_and_counts_failures():
     got = records_from_study(_transfer_study())
     assert (got.failed, got.unfinished) == (1, 1)
     by = {(r.loss, r.seed, r.metric): r.value for r in got.records}
-    assert by == {("ce", 0, TEST_ACC): 0.8, ("ce", 0, BEST_TEST_ACC): 0.82,
-                  ("ce", 1, TEST_ACC): 0.81, ("ce", 1, BEST_TEST_ACC): 0.83}
+    assert by == {
+        ("ce", 0, TEST_ACC): 0.8,
+        ("ce", 0, BEST_TEST_ACC): 0.82,
+        ("ce", 1, TEST_ACC): 0.81,
+        ("ce", 1, BEST_TEST_ACC): 0.83,
+    }
 
 
 def test_records_from_study_refuses_other_kinds():
@@ -130,15 +149,18 @@ def _job_trials(study, *outcomes):
             study.tell(trial, final)
 
 
-@pytest.mark.parametrize("outcomes, expected", [
-    # interrupted, then re-run to completion: one job, one result
-    ([("interrupted", None), (None, 0.7)], (0, 0, 0.7)),
-    # a result, then a failed duplicate run (two workers raced): the result stands
-    ([(None, 0.7), ("nan", None)], (0, 0, 0.7)),
-    # a failure is a result too, unless the work was never done (no kind, interrupted)
-    ([("nan", None)], (1, 0, None)),
-    ([("interrupted", None), (None, None)], (0, 1, None)),
-])
+@pytest.mark.parametrize(
+    "outcomes, expected",
+    [
+        # interrupted, then re-run to completion: one job, one result
+        ([("interrupted", None), (None, 0.7)], (0, 0, 0.7)),
+        # a result, then a failed duplicate run (two workers raced): the result stands
+        ([(None, 0.7), ("nan", None)], (0, 0, 0.7)),
+        # a failure is a result too, unless the work was never done (no kind, interrupted)
+        ([("nan", None)], (1, 0, None)),
+        ([("interrupted", None), (None, None)], (0, 1, None)),
+    ],
+)
 def test_each_job_counts_once_by_its_settling_trial(outcomes, expected):
     """Records follow the one rule of which trial settles a grid job."""
     study = optuna.create_study(direction="maximize")

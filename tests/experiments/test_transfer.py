@@ -41,9 +41,14 @@ def journal(tmp_path):
     storage = resolve_storage(path, "s")
     study = open_study("s", storage, attrs={"kind": "search"})
     for value, expr, sign in ((0.8, "mul(y, log(p))", -1.0), (0.9, "mul(y, sub(p, 1))", -1.0)):
-        study.add_trial(optuna.trial.create_trial(
-            value=value, params={"x": value}, distributions={"x": FloatDistribution(0, 1)},
-            user_attrs={"expression": expr, "sign": sign, "key": expr}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"x": value},
+                distributions={"x": FloatDistribution(0, 1)},
+                user_attrs={"expression": expr, "sign": sign, "key": expr},
+            )
+        )
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     return path
 
@@ -51,35 +56,46 @@ def journal(tmp_path):
 def test_baseline_specs_and_ce_alias():
     refs = resolve_losses(["ce", "baikal", "poly1"])
     assert [(r.label, r.spec, r.sign) for r in refs] == [
-        ("ce", "cross_entropy", None), ("baikal", "baikal", None), ("poly1", "poly1", None)]
+        ("ce", "cross_entropy", None),
+        ("baikal", "baikal", None),
+        ("poly1", "poly1", None),
+    ]
 
 
 def test_study_trial_specs_load_expression_and_sign(journal):
     """STUDY:TRIAL and STUDY:best build the trial's expression with its stored sign."""
     refs = resolve_losses(["s:0", "s:best"], journal)
     assert [(r.label, r.spec, r.sign) for r in refs] == [
-        ("s:0", "mul(y, log(p))", -1.0), ("s:1", "mul(y, sub(p, 1))", -1.0)]
+        ("s:0", "mul(y, log(p))", -1.0),
+        ("s:1", "mul(y, sub(p, 1))", -1.0),
+    ]
 
 
-@pytest.mark.parametrize("specs, message", [
-    (["cee"], "unknown loss 'cee'; known: cross_entropy"),
-    (["ce", "cross_entropy"], "name one loss twice"),
-    (["mul(y, lg(p))"], "lg"),
-    (["s:7"], "no trial 7"),
-    (["s:2"], "has no expression"),
-    (["s:first"], "trial number or 'best'"),
-    (["nope:1"], "no study named 'nope'"),
-])
+@pytest.mark.parametrize(
+    "specs, message",
+    [
+        (["cee"], "unknown loss 'cee'; known: cross_entropy"),
+        (["ce", "cross_entropy"], "name one loss twice"),
+        (["mul(y, lg(p))"], "lg"),
+        (["s:7"], "no trial 7"),
+        (["s:2"], "has no expression"),
+        (["s:first"], "trial number or 'best'"),
+        (["nope:1"], "no study named 'nope'"),
+    ],
+)
 def test_bad_loss_specs_fail_clearly(journal, specs, message):
     with pytest.raises(NLFSError, match=message):
         resolve_losses(specs, journal)
 
 
-@pytest.mark.parametrize("axis, value, message", [
-    ("archs", ("resnet1000",), "unknown architecture 'resnet1000'; known:"),
-    ("datasets", ("imagenet",), "unknown dataset 'imagenet'; known:"),
-    ("augment", ("flipcorp",), "flipcorp"),
-])
+@pytest.mark.parametrize(
+    "axis, value, message",
+    [
+        ("archs", ("resnet1000",), "unknown architecture 'resnet1000'; known:"),
+        ("datasets", ("imagenet",), "unknown dataset 'imagenet'; known:"),
+        ("augment", ("flipcorp",), "flipcorp"),
+    ],
+)
 def test_bad_axes_fail_clearly(axis, value, message):
     config = dataclasses.replace(TransferConfig(), **{axis: value})
     with pytest.raises(NLFSError, match=message):
@@ -92,8 +108,9 @@ def test_grid_config_validation():
     with pytest.raises(ConfigError, match="repeats"):
         TransferConfig(archs=("tiny_cnn", "tiny_cnn"))
     with pytest.raises(ConfigError, match="unknown key"):
-        base_profile(TransferConfig(profile=str(NANO_GRID.parent / "nano.toml"),
-                                    overrides={"stepz": 3}))
+        base_profile(
+            TransferConfig(profile=str(NANO_GRID.parent / "nano.toml"), overrides={"stepz": 3})
+        )
 
 
 def test_shipped_cpu_grid_is_valid():
@@ -106,8 +123,12 @@ def test_shipped_cpu_grid_is_valid():
 
 def test_plan_pairs_seeds_across_losses():
     """Every (setting, seed) has one job per loss, all with the same setting and seed."""
-    config = dataclasses.replace(load_transfer_config(NANO_GRID), archs=("tiny_cnn", "small_cnn"),
-                                 augment=("none", "flipcrop"), seeds=3)
+    config = dataclasses.replace(
+        load_transfer_config(NANO_GRID),
+        archs=("tiny_cnn", "small_cnn"),
+        augment=("none", "flipcrop"),
+        seeds=3,
+    )
     refs = resolve_losses(config.losses)
     jobs = plan_jobs(config, refs, base_profile(config))
     assert len(jobs) == 2 * 2 * 3 * len(refs)
@@ -149,12 +170,14 @@ def test_same_seed_same_initial_weights_and_batch_across_losses():
     from nlfs.screening import loss_from_spec
 
     config = load_transfer_config(NANO_GRID)
-    profile = dataclasses.replace(job_profile(base_profile(config), config, "tiny_cnn",
-                                               "fashion-mnist", "none"), steps=2)
+    profile = dataclasses.replace(
+        job_profile(base_profile(config), config, "tiny_cnn", "fashion-mnist", "none"), steps=2
+    )
     evaluator = Evaluator(profile, device="cpu", split="test")
     losses = [RecordingLoss(loss_from_spec(n)) for n in ("cross_entropy", "focal", "focal")]
-    evaluator.evaluate([EvalRequest(losses[0], 3), EvalRequest(losses[1], 3),
-                        EvalRequest(losses[2], 4)])
+    evaluator.evaluate(
+        [EvalRequest(losses[0], 3), EvalRequest(losses[1], 3), EvalRequest(losses[2], 4)]
+    )
     assert torch.equal(losses[0].first, losses[1].first)
     assert not torch.equal(losses[1].first, losses[2].first)
 
@@ -164,8 +187,10 @@ class FakeTestEvaluator:
         assert setting.split == "test"
 
     def evaluate(self, requests):
-        return [EvalResult(State.OK, 0.5 + r.seed / 10, 0.4 + r.seed / 10, 1, 0.0, "f", "cpu")
-                for r in requests]
+        return [
+            EvalResult(State.OK, 0.5 + r.seed / 10, 0.4 + r.seed / 10, 1, 0.0, "f", "cpu")
+            for r in requests
+        ]
 
 
 def test_rerun_enqueues_only_missing_jobs_and_extends(tmp_path):
@@ -193,24 +218,35 @@ def test_rerun_enqueues_only_missing_jobs_and_extends(tmp_path):
 
 def test_missing_source_study_creates_no_journal(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="no study named 'ghost' in runs/ghost.journal: the "
-                       "file does not exist"):
+    with pytest.raises(
+        ConfigError, match="no study named 'ghost' in runs/ghost.journal: the file does not exist"
+    ):
         resolve_losses(["ghost:3"])
     assert not (tmp_path / "runs" / "ghost.journal").exists()
 
 
 @settings(max_examples=25, deadline=None)
-@given(n_losses=st.integers(1, 4), n_archs=st.integers(1, 3), n_aug=st.integers(1, 3),
-       seeds=st.integers(1, 4), first=st.integers(0, 100))
+@given(
+    n_losses=st.integers(1, 4),
+    n_archs=st.integers(1, 3),
+    n_aug=st.integers(1, 3),
+    seeds=st.integers(1, 4),
+    first=st.integers(0, 100),
+)
 def test_every_grid_is_complete_and_paired(n_losses, n_archs, n_aug, seeds, first):
     """Any grid has one job per combination, and each (setting, seed) holds every loss."""
     from nlfs.experiments.transfer import LossRef
 
     refs = [LossRef(f"l{i}", "cross_entropy") for i in range(n_losses)]
-    config = TransferConfig(losses=tuple(r.label for r in refs),
-                            archs=("tiny_cnn", "small_cnn", "resnet18")[:n_archs],
-                            augment=("none", "flipcrop", "cutout")[:n_aug], seeds=seeds,
-                            first_seed=first, profile="micro", steps=10)
+    config = TransferConfig(
+        losses=tuple(r.label for r in refs),
+        archs=("tiny_cnn", "small_cnn", "resnet18")[:n_archs],
+        augment=("none", "flipcrop", "cutout")[:n_aug],
+        seeds=seeds,
+        first_seed=first,
+        profile="micro",
+        steps=10,
+    )
     jobs = plan_jobs(config, refs, _MICRO)
     assert len({c.id for c in jobs}) == len(jobs) == n_losses * n_archs * n_aug * seeds
     pairs: dict[tuple, list] = {}

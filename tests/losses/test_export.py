@@ -76,7 +76,8 @@ def _run_exported(tmp_path, paths, inputs):
     out_path = tmp_path / "out.pt"
     subprocess.run(
         [sys.executable, "-c", _RUNNER, str(inputs), str(out_path), *map(str, paths)],
-        check=True, timeout=300,
+        check=True,
+        timeout=300,
     )
     return torch.load(out_path, weights_only=True)
 
@@ -97,23 +98,23 @@ def test_exported_modules_equal_the_compiled_loss_for_every_operator_and_a_study
     cases.append((best.user_attrs["expression"], best.user_attrs["sign"]))
     files = []
     for i, (expression, sign) in enumerate(cases):
-        files.append(write_module(tmp_path / f"loss_{i}.py", expression, sign,
-                                  provenance={"case": i}))
+        files.append(
+            write_module(tmp_path / f"loss_{i}.py", expression, sign, provenance={"case": i})
+        )
     logits, target, inputs = _inputs(tmp_path)
     out = _run_exported(tmp_path, files, inputs)
     for i, (expression, sign) in enumerate(cases):
         loss, per_sample, grad = _compiled(expression, sign, logits, target)
         assert torch.isfinite(loss), expression
         torch.testing.assert_close(out[f"{i}/loss"], loss, rtol=1e-6, atol=0, msg=expression)
-        torch.testing.assert_close(out[f"{i}/none"], per_sample, rtol=1e-6, atol=0,
-                                   msg=expression)
-        torch.testing.assert_close(out[f"{i}/grad"], grad, rtol=1e-5, atol=1e-30,
-                                   msg=expression)
+        torch.testing.assert_close(out[f"{i}/none"], per_sample, rtol=1e-6, atol=0, msg=expression)
+        torch.testing.assert_close(out[f"{i}/grad"], grad, rtol=1e-5, atol=1e-30, msg=expression)
 
 
 def test_exported_source_imports_only_torch_and_documents_formula_and_provenance():
-    source = export_source("add(mul(y, log(p)), -1)", -1.0,
-                           provenance={"study": "demo", "trial": 7, "fitness": 0.9})
+    source = export_source(
+        "add(mul(y, log(p)), -1)", -1.0, provenance={"study": "demo", "trial": 7, "fitness": 0.9}
+    )
     imports = re.findall(r"^(?:import|from) .*$", source, flags=re.M)
     assert imports == ["import torch", "import torch.nn.functional as F"]
     assert "eval(" not in source and "exec(" not in source
@@ -139,8 +140,11 @@ def _import(path: Path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), space=st.sampled_from(["tree", "cell"]),
-       sign=st.sampled_from([1.0, -1.0]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    space=st.sampled_from(["tree", "cell"]),
+    sign=st.sampled_from([1.0, -1.0]),
+)
 def test_exported_code_equals_the_compiled_loss_on_random_expressions(seed, space, sign):
     """Code generation follows compile_elementwise's evaluation order for any expression."""
     rng = random.Random(seed)
@@ -155,5 +159,7 @@ def test_exported_code_equals_the_compiled_loss_on_random_expressions(seed, spac
         torch.testing.assert_close(
             cls(reduction="none")(logits, target),
             ExpressionLoss(expression, sign=sign)(logits, target, reduction="none"),
-            rtol=1e-6, atol=0, msg=expression,
+            rtol=1e-6,
+            atol=0,
+            msg=expression,
         )

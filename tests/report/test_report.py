@@ -39,6 +39,7 @@ def written(tmp_path_factory):
 
 def strict_json(text: str):
     """Parse JSON as the standard has it: NaN and Infinity (which ``json.loads`` accepts) fail."""
+
     def refuse(token: str):
         raise ValueError(f"not strict JSON: {token}")
 
@@ -46,8 +47,13 @@ def strict_json(text: str):
 
 
 def group(records, setting, loss):
-    return np.array([r.value for r in sorted(records, key=lambda r: r.seed)
-                     if (r.arch, r.dataset, r.augment) == setting and r.loss == loss])
+    return np.array(
+        [
+            r.value
+            for r in sorted(records, key=lambda r: r.seed)
+            if (r.arch, r.dataset, r.augment) == setting and r.loss == loss
+        ]
+    )
 
 
 def test_every_format_is_written(written):
@@ -84,12 +90,14 @@ def test_json_numbers_equal_the_stats_functions(written):
     assert [c["tests"][1]["p_bh"] for c in comps] == pytest.approx(benjamini_hochberg(t_raw))
     assert [c["tests"][0]["p_holm"] for c in comps] == pytest.approx(holm(w_raw))
     fr = data["friedman"]
-    means = np.array([[group(records, s, loss).mean() for loss in LOSSES]
-                      for s in sorted(SETTINGS)])
+    means = np.array(
+        [[group(records, s, loss).mean() for loss in LOSSES] for s in sorted(SETTINGS)]
+    )
     ranks = np.array([np.argsort(np.argsort(-row)) + 1 for row in means]).mean(axis=0)
     assert fr["average_ranks"] == pytest.approx(ranks.tolist())
     assert data["nemenyi"]["critical_difference"] == pytest.approx(
-        critical_difference(0.05, len(LOSSES), len(SETTINGS)))
+        critical_difference(0.05, len(LOSSES), len(SETTINGS))
+    )
 
 
 def test_stars_and_best_follow_corrected_p_and_means(written):
@@ -136,9 +144,14 @@ def test_json_only_writes_no_figures(tmp_path):
 def test_json_stays_strict_when_statistics_are_undefined(tmp_path):
     """Identical runs make t statistics and Cohen's d NaN and Iman-Davenport F infinite; the
     JSON writes them as null."""
-    records = [RunRecord(loss, "cnn", "fmnist", augment, seed, "test_acc",
-                         0.91 if loss == "focal" else 0.9)
-               for loss in LOSSES for augment in ("none", "flip") for seed in range(4)]
+    records = [
+        RunRecord(
+            loss, "cnn", "fmnist", augment, seed, "test_acc", 0.91 if loss == "focal" else 0.9
+        )
+        for loss in LOSSES
+        for augment in ("none", "flip")
+        for seed in range(4)
+    ]
     report = build_report(records, source="memory", resamples=200)
     a = report.analysis
     assert all(math.isnan(c.cohens_d) and math.isnan(c.t_test.statistic) for c in a.comparisons)
@@ -165,8 +178,14 @@ def _elimination_study(decided: int = 2) -> optuna.Study:
     for stage, cands in plan.items():
         for i, cand in enumerate(cands):
             trial = study.ask()
-            attrs = {"job": f"{stage}|{cand}", "stage": stage, "candidate": f"mul(y, {cand})",
-                     "key": cand, "fitness": 0.5 + 0.1 * i, "failure_kind": None}
+            attrs = {
+                "job": f"{stage}|{cand}",
+                "stage": stage,
+                "candidate": f"mul(y, {cand})",
+                "key": cand,
+                "fitness": 0.5 + 0.1 * i,
+                "failure_kind": None,
+            }
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
             study.tell(trial, attrs["fitness"])
@@ -174,15 +193,19 @@ def _elimination_study(decided: int = 2) -> optuna.Study:
     return study
 
 
-@pytest.mark.parametrize("decided, kept, survivors", [
-    (2, [2, 1], [("mul(y, b)", 0.6)]),
-    (1, [2, None], [("mul(y, b)", 0.6), ("mul(y, a)", 0.5)]),  # the last decided stage's
-])
+@pytest.mark.parametrize(
+    "decided, kept, survivors",
+    [
+        (2, [2, 1], [("mul(y, b)", 0.6)]),
+        (1, [2, None], [("mul(y, b)", 0.6), ("mul(y, a)", 0.5)]),  # the last decided stage's
+    ],
+)
 def test_funnel_counts_stages_and_survivors(decided, kept, survivors):
     funnel = funnel_from_study(_elimination_study(decided))
     assert [(s.ran, s.kept) for s in funnel.stages] == list(zip([4, 2], kept, strict=True))
     assert [(s.candidate, s.fitness) for s in funnel.survivors] == [
-        (c, pytest.approx(f)) for c, f in survivors]
+        (c, pytest.approx(f)) for c, f in survivors
+    ]
 
 
 def test_report_with_funnel_renders_it(tmp_path):

@@ -17,8 +17,17 @@ from nlfs.search.workers import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-REQUIRED = {"expression", "key", "sign", "parent", "mutation", "eval_seed", "failure_kind",
-            "device", "seconds"}
+REQUIRED = {
+    "expression",
+    "key",
+    "sign",
+    "parent",
+    "mutation",
+    "eval_seed",
+    "failure_kind",
+    "device",
+    "seconds",
+}
 
 
 @pytest.mark.fmnist
@@ -28,8 +37,9 @@ def test_each_strategy_searches_and_records_an_optuna_study(tmp_path, strategy):
         "ci", {"strategy": strategy, "profile": NANO, "budget": 3, "device": "cpu"}
     )
     journal = tmp_path / "study.journal"
-    summary = run_search(config, study_name="e2e", storage=str(journal),
-                         evaluator_factory=shared_real_factory)
+    summary = run_search(
+        config, study_name="e2e", storage=str(journal), evaluator_factory=shared_real_factory
+    )
     # Anything that reads Optuna journals reads the run: no nlfs code below this line.
     study = optuna.load_study(
         study_name="e2e", storage=JournalStorage(JournalFileBackend(str(journal)))
@@ -57,23 +67,31 @@ def fitness_or_floor(result) -> float:
 
 @pytest.mark.fmnist
 def test_a_real_micro_search_ranks_label_blind_losses_low_and_finds_one_near_cross_entropy(
-        tmp_path):
+    tmp_path,
+):
     """24 micro evaluations of random search on the cell space find a loss within 0.02 of
     cross-entropy, while a constant and a label-blind loss, trained by the same evaluator from
     the same seed, rank far below cross-entropy."""
     config = load_search_config(
-        "ci", {"strategy": "random", "budget": 24, "seed": 0, "device": "cpu"})
-    summary = run_search(config, study_name="micro", storage=str(tmp_path / "j"),
-                         evaluator_factory=shared_real_factory)
+        "ci", {"strategy": "random", "budget": 24, "seed": 0, "device": "cpu"}
+    )
+    summary = run_search(
+        config,
+        study_name="micro",
+        storage=str(tmp_path / "j"),
+        evaluator_factory=shared_real_factory,
+    )
     assert summary["finished"] == 24 and summary["profile"] == "micro"
     evaluator = shared_real_factory(config.profile, config)
-    ce, constant, label_blind = evaluator.evaluate([
-        EvalRequest(loss_from_spec("ce"), config.eval_seed),
-        # no gradient reaches the logits: the network never leaves its initial weights
-        EvalRequest(loss_from_spec("mul(y, 1)", sign=1.0), config.eval_seed),
-        # p's entropy, minimised: confident predictions whatever the label
-        EvalRequest(loss_from_spec("mul(p, log(p))", sign=-1.0), config.eval_seed),
-    ])
+    ce, constant, label_blind = evaluator.evaluate(
+        [
+            EvalRequest(loss_from_spec("ce"), config.eval_seed),
+            # no gradient reaches the logits: the network never leaves its initial weights
+            EvalRequest(loss_from_spec("mul(y, 1)", sign=1.0), config.eval_seed),
+            # p's entropy, minimised: confident predictions whatever the label
+            EvalRequest(loss_from_spec("mul(p, log(p))", sign=-1.0), config.eval_seed),
+        ]
+    )
     assert ce.fitness is not None and ce.fitness >= 0.75, ce.message
     for blind in (constant, label_blind):
         assert fitness_or_floor(blind) < ce.fitness - 0.3, blind

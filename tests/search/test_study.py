@@ -36,8 +36,21 @@ from nlfs.storage import open_study, resolve_storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 TRIAL_ATTRS = {
-    "expression", "key", "sign", "parent", "mutation", "eval_seed", "failure_kind", "device",
-    "seconds", "genome", "phase", "state", "best_acc", "final_acc", "steps",
+    "expression",
+    "key",
+    "sign",
+    "parent",
+    "mutation",
+    "eval_seed",
+    "failure_kind",
+    "device",
+    "seconds",
+    "genome",
+    "phase",
+    "state",
+    "best_acc",
+    "final_acc",
+    "steps",
 }
 FAILURES = {state.value for state in State} - {"ok", "interrupted"}
 OPTIONS = {
@@ -49,7 +62,11 @@ OPTIONS = {
 
 def config(**changes) -> SearchConfig:
     base = dict(
-        strategy="regevo", space="cell", profile="fake", budget=12, seed=3,
+        strategy="regevo",
+        space="cell",
+        profile="fake",
+        budget=12,
+        seed=3,
         strategy_options={"population": 4, "tournament": 2},
     )
     base.update(changes)
@@ -58,8 +75,14 @@ def config(**changes) -> SearchConfig:
 
 def real_config(strategy: str = "regevo", **changes) -> SearchConfig:
     """A config scored by the real evaluator (micro_short, CPU, training seed 5)."""
-    return config(strategy=strategy, strategy_options=OPTIONS[strategy], profile=MICRO_SHORT,
-                  device="cpu", eval_seed=5, **changes)
+    return config(
+        strategy=strategy,
+        strategy_options=OPTIONS[strategy],
+        profile=MICRO_SHORT,
+        device="cpu",
+        eval_seed=5,
+        **changes,
+    )
 
 
 def load(path, name="s"):
@@ -69,17 +92,22 @@ def load(path, name="s"):
 def counted(study) -> list[optuna.trial.FrozenTrial]:
     """Trials that used budget (finished ok or failed), in number order."""
     return [
-        t for t in study.get_trials()
+        t
+        for t in study.get_trials()
         if t.state == TrialState.COMPLETE
-        or (t.state == TrialState.FAIL
-            and t.user_attrs.get("failure_kind") not in ("interrupted", "surplus"))
+        or (
+            t.state == TrialState.FAIL
+            and t.user_attrs.get("failure_kind") not in ("interrupted", "surplus")
+        )
     ]
 
 
 def outcomes(study) -> list[tuple]:
     """What each counted trial tried and got: (key, fitness, failure kind, best accuracy)."""
-    return [(t.user_attrs["key"], t.value, t.user_attrs["failure_kind"], t.user_attrs["best_acc"])
-            for t in counted(study)]
+    return [
+        (t.user_attrs["key"], t.value, t.user_attrs["failure_kind"], t.user_attrs["best_acc"])
+        for t in counted(study)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +118,12 @@ def unbroken(tmp_path_factory):
     def get(strategy: str) -> list[tuple]:
         if strategy not in runs:
             path = tmp_path_factory.mktemp("unbroken") / "j"
-            run_search(real_config(strategy, budget=6), study_name="s", storage=str(path),
-                       evaluator_factory=RealFactory())
+            run_search(
+                real_config(strategy, budget=6),
+                study_name="s",
+                storage=str(path),
+                evaluator_factory=RealFactory(),
+            )
             runs[strategy] = outcomes(load(path))
         return runs[strategy]
 
@@ -102,8 +134,9 @@ def unbroken(tmp_path_factory):
 def test_budget_is_reached_exactly_and_trials_carry_their_real_results(tmp_path):
     cfg = real_config(budget=8)
     factory = RealFactory()
-    summary = run_search(cfg, study_name="s", storage=str(tmp_path / "j"),
-                         evaluator_factory=factory)
+    summary = run_search(
+        cfg, study_name="s", storage=str(tmp_path / "j"), evaluator_factory=factory
+    )
     study = load(tmp_path / "j")
     done = counted(study)
     assert len(done) == 8 == summary["finished"] == len(factory.seen)
@@ -132,15 +165,19 @@ def test_budget_is_reached_exactly_and_trials_carry_their_real_results(tmp_path)
 
 @pytest.mark.fmnist
 @pytest.mark.parametrize("strategy", ["regevo", "random", "tpe"])
-def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(
-        tmp_path, strategy, unbroken):
+def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(tmp_path, strategy, unbroken):
     """Stopping after k trials and rerunning gives the same candidates and fitness as one run."""
     path = str(tmp_path / "b")
-    run_search(real_config(strategy, budget=3), study_name="s", storage=path,
-               evaluator_factory=RealFactory())
+    run_search(
+        real_config(strategy, budget=3),
+        study_name="s",
+        storage=path,
+        evaluator_factory=RealFactory(),
+    )
     again = RealFactory()
-    run_search(real_config(strategy, budget=6), study_name="s", storage=path,
-               evaluator_factory=again)
+    run_search(
+        real_config(strategy, budget=6), study_name="s", storage=path, evaluator_factory=again
+    )
     split = outcomes(load(path))
     assert len(split) == 6 and len({key for key, *_ in split}) == 6
     assert split == unbroken(strategy)
@@ -150,8 +187,7 @@ def test_resume_replays_storage_so_a_split_run_equals_an_unbroken_one(
 @pytest.mark.fmnist
 def test_a_finished_study_resumes_to_nothing_and_a_raised_budget_extends_it(tmp_path):
     path = str(tmp_path / "j")
-    run_search(real_config(budget=3), study_name="s", storage=path,
-               evaluator_factory=RealFactory())
+    run_search(real_config(budget=3), study_name="s", storage=path, evaluator_factory=RealFactory())
     idle = RealFactory()
     run_search(real_config(budget=3), study_name="s", storage=path, evaluator_factory=idle)
     assert idle.seen == []
@@ -168,19 +204,23 @@ def test_a_different_config_for_an_existing_study_is_refused(tmp_path):
         run_search(changed, study_name="s", storage=path, evaluator_factory=FakeFactory())
     assert "budget" not in str(refused.value), "values that may change are not listed"
     with pytest.raises(ConfigError, match="seed"):
-        run_search(config(budget=2, seed=4), study_name="s", storage=path,
-                   evaluator_factory=FakeFactory())
+        run_search(
+            config(budget=2, seed=4), study_name="s", storage=path, evaluator_factory=FakeFactory()
+        )
 
 
 @pytest.mark.fmnist
-def test_ctrl_c_marks_the_running_trial_interrupted_and_the_next_run_redoes_it(
-        tmp_path, unbroken):
+def test_ctrl_c_marks_the_running_trial_interrupted_and_the_next_run_redoes_it(tmp_path, unbroken):
     """After Ctrl-C the rerun first retries the interrupted candidate, with the outcome it has
     in an unbroken run; later asks draw from their trial numbers, so they may differ."""
     path = str(tmp_path / "j")
     with pytest.raises(KeyboardInterrupt):
-        run_search(real_config(budget=6), study_name="s", storage=path,
-                   evaluator_factory=RealFactory(crash_at=2))
+        run_search(
+            real_config(budget=6),
+            study_name="s",
+            storage=path,
+            evaluator_factory=RealFactory(crash_at=2),
+        )
     study = load(path)
     interrupted = [
         t for t in study.get_trials() if t.user_attrs.get("failure_kind") == "interrupted"
@@ -254,8 +294,11 @@ def test_an_sqlite_storage_url_runs_the_same_search(tmp_path):
 
 def test_seed_phase_candidates_are_scored_with_the_seed_profile(tmp_path):
     factory = FakeFactory()
-    cfg = config(budget=6, seed_profile="cheap",
-                 strategy_options={"population": 2, "tournament": 2, "seed_pool": 4})
+    cfg = config(
+        budget=6,
+        seed_profile="cheap",
+        strategy_options={"population": 2, "tournament": 2, "seed_pool": 4},
+    )
     run_search(cfg, study_name="s", storage=str(tmp_path / "j"), evaluator_factory=factory)
     by_profile = {e.profile: len(e.seen) for e in factory.built}
     assert by_profile == {"cheap": 4, "fake": 2}
@@ -264,8 +307,12 @@ def test_seed_phase_candidates_are_scored_with_the_seed_profile(tmp_path):
 
 
 def test_screen_rejections_are_counted_per_study(tmp_path):
-    run_search(config(budget=10, strategy="random", strategy_options={}), study_name="s",
-               storage=str(tmp_path / "j"), evaluator_factory=FakeFactory())
+    run_search(
+        config(budget=10, strategy="random", strategy_options={}),
+        study_name="s",
+        storage=str(tmp_path / "j"),
+        evaluator_factory=FakeFactory(),
+    )
     rejections = load(tmp_path / "j").user_attrs["rejections"]
     assert sum(rejections.values()) > 0
     assert all(isinstance(v, int) and v > 0 for v in rejections.values())
@@ -290,8 +337,9 @@ def test_a_reservation_past_the_shared_budget_is_surplus_and_uses_no_budget(tmp_
     path = str(tmp_path / "j")
     cfg = config(budget=1)
     study = open_study("s", resolve_storage(path, "s"), attrs=study_attrs(cfg))
-    first, second = (SearchWorker(load(path), cfg, evaluator_factory=FakeFactory())
-                     for _ in range(2))
+    first, second = (
+        SearchWorker(load(path), cfg, evaluator_factory=FakeFactory()) for _ in range(2)
+    )
     first.start()
     second.start()
     reserved = first._reserve()

@@ -86,8 +86,14 @@ def test_ctrl_c_of_grid_workers_marks_their_running_jobs_interrupted(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_local("g", path, workers=2, evaluator_factory=functools.partial(
-            blocking_factory, str(folder)), on_progress=ctrl_c_once_both_train, poll_s=0.05)
+        run_local(
+            "g",
+            path,
+            workers=2,
+            evaluator_factory=functools.partial(blocking_factory, str(folder)),
+            on_progress=ctrl_c_once_both_train,
+            poll_s=0.05,
+        )
     trials = optuna.load_study(study_name="g", storage=resolve_storage(path, "g")).trials
     assert len(list(folder.glob("*.training"))) == 2, "both workers should have been training"
     assert [t.state for t in trials] == [TrialState.FAIL] * 2

@@ -27,15 +27,31 @@ SETTINGS = (Setting("cnn", "fmnist", "none"), Setting("cnn", "fmnist", "flip"))
 
 def make_records(seed: int = 1, seeds=range(4)) -> list[RunRecord]:
     rng = np.random.default_rng(seed)
-    return [RunRecord(loss, s.arch, s.dataset, s.augment, k, "test_acc",
-                      0.8 + 0.01 * i + float(rng.normal(0, 0.01)))
-            for s in SETTINGS for i, loss in enumerate(LOSSES) for k in seeds]
+    return [
+        RunRecord(
+            loss,
+            s.arch,
+            s.dataset,
+            s.augment,
+            k,
+            "test_acc",
+            0.8 + 0.01 * i + float(rng.normal(0, 0.01)),
+        )
+        for s in SETTINGS
+        for i, loss in enumerate(LOSSES)
+        for k in seeds
+    ]
 
 
 def values(records, setting, loss):
-    return np.array([r.value for r in sorted(records, key=lambda r: r.seed)
-                     if (r.arch, r.dataset, r.augment) == (setting.arch, setting.dataset,
-                                                          setting.augment) and r.loss == loss])
+    return np.array(
+        [
+            r.value
+            for r in sorted(records, key=lambda r: r.seed)
+            if (r.arch, r.dataset, r.augment) == (setting.arch, setting.dataset, setting.augment)
+            and r.loss == loss
+        ]
+    )
 
 
 def test_comparisons_equal_direct_tests_and_corrections():
@@ -62,8 +78,9 @@ def test_comparisons_equal_direct_tests_and_corrections():
 def test_friedman_runs_on_setting_means():
     records = make_records()
     a = analyse(records, resamples=100)
-    table = np.array([[values(records, s, loss).mean() for loss in LOSSES]
-                      for s in sorted(SETTINGS)])
+    table = np.array(
+        [[values(records, s, loss).mean() for loss in LOSSES] for s in sorted(SETTINGS)]
+    )
     ref = friedman(table, LOSSES)
     assert a.friedman == ref
     assert a.nemenyi is not None and a.nemenyi.alpha == 0.05

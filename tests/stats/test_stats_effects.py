@@ -118,8 +118,14 @@ def test_sign_test_equals_hand_binomial():
 
 
 def test_win_tie_loss_counts_with_tolerance_and_significance():
-    wtl = win_tie_loss("a", "b", [0.02, -0.01, 0.0005, 0.03], [0.01, 0.2, 0.9, 0.3],
-                       alpha=0.05, tie_tolerance=0.001)
+    wtl = win_tie_loss(
+        "a",
+        "b",
+        [0.02, -0.01, 0.0005, 0.03],
+        [0.01, 0.2, 0.9, 0.3],
+        alpha=0.05,
+        tie_tolerance=0.001,
+    )
     assert (wtl.wins, wtl.ties, wtl.losses) == (2, 1, 1)
     assert (wtl.significant_wins, wtl.significant_losses) == (1, 0)
     assert wtl.sign_test_p == pytest.approx(sign_test(2, 1))
