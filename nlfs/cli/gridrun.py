@@ -59,7 +59,7 @@ def run_jobs(
     from nlfs.experiments.grid import run_local
     from nlfs.experiments.jobs import progress_counts
 
-    if quiet:
+    def run(on_progress=None) -> None:
         run_local(
             study_name,
             storage,
@@ -67,7 +67,11 @@ def run_jobs(
             device=device,
             data_dir=data_dir,
             download=download,
+            on_progress=on_progress,
         )
+
+    if quiet:
+        run()
         return
     columns = (
         TextColumn("{task.description}"),
@@ -83,15 +87,7 @@ def run_jobs(
             done, failed, total = progress_counts(study, where)
             progress.update(task, completed=done, total=total, failed=failed)
 
-        run_local(
-            study_name,
-            storage,
-            workers=workers,
-            device=device,
-            data_dir=data_dir,
-            download=download,
-            on_progress=update,
-        )
+        run(update)
 
 
 def fmt_acc(value: float | None) -> str:
