@@ -1,6 +1,6 @@
 """Where a study lives: Optuna storages, opening studies, and recovering dead workers' trials.
 
-A search is one Optuna study (design.md section 3), so anything that reads Optuna storages
+A search is one Optuna study (docs/architecture.md), so anything that reads Optuna storages
 (``optuna.load_study``, optuna-dashboard) reads our runs. The default storage is a journal file
 under ``runs/`` (no server); a URL such as ``sqlite:///x.db`` or ``postgresql://...`` selects
 Optuna's RDB storage with a heartbeat, the scale-out path for workers on many machines.

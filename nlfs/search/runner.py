@@ -1,6 +1,6 @@
 """The study runner: asks the strategy, records trials in Optuna storage, calls the evaluator.
 
-Only the runner calls the evaluator (design.md section 3: search, scheduling and execution kept
+Only the runner calls the evaluator (docs/architecture.md: search, scheduling and execution kept
 apart). One worker's loop:
 
 1. Recover interrupted trials (:func:`nlfs.storage.recover_interrupted`), then replay storage:
