@@ -177,6 +177,21 @@ BINARY_NAMES: tuple[str, ...] = tuple(BINARY)
 
 assert len(UNARY) == 27 and len(BINARY) == 7  # noqa: S101 - the paper's vocabulary, fixed
 
+OPERATOR_GROUPS: dict[str, tuple[str, ...]] = {
+    "trigonometric": ("sin", "atan"),
+    "hyperbolic": ("sinh", "asinh", "tanh", "dtanh"),
+    "bessel": ("i0", "i0e", "i1", "i1e"),
+    "minmax": ("max0", "min0", "max", "min"),
+    "exponential": ("exp",),
+    "logarithmic": ("log", "log10"),
+}
+"""Named families of operators, for leaving a family out of a search space (ablations).
+
+Groups may overlap; each names operators of :data:`OPERATORS`.
+"""
+
+assert all(set(g) <= set(OPERATORS) for g in OPERATOR_GROUPS.values())  # noqa: S101
+
 
 def _unused(*_args: object) -> float:  # DEAP wants a callable; we never call it (no gp.compile)
     return math.nan

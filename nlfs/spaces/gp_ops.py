@@ -17,29 +17,52 @@ from collections.abc import Callable, Iterable
 from deap import gp
 
 from nlfs.errors import ConfigError
-from nlfs.losses.operators import OPERATORS
+from nlfs.losses.operators import OPERATOR_GROUPS, OPERATORS
 
 Node = gp.Primitive | gp.Terminal
 Generator = Callable[[random.Random], list[Node]]
 """Draws a fresh expression (a prefix list of nodes) from an RNG."""
 
 
-def resolve_operators(operators: Iterable[str] | None) -> tuple[str, ...] | None:
+def _names(value: Iterable[str] | str, what: str) -> list[str]:
+    """A list of names from a list or a comma-separated string (as a command line gives)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    names = list(value) if isinstance(value, Iterable) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"{what} must be a list of names, got {value!r}")
+    return names
+
+
+def resolve_operators(
+    operators: Iterable[str] | None, exclude: Iterable[str] = ()
+) -> tuple[str, ...] | None:
     """Normalise a user's operator subset to the vocabulary's order (None = all operators).
 
+    Args:
+        operators: names of the operators to keep; None for all of them.
+        exclude: names of :data:`~nlfs.losses.operators.OPERATOR_GROUPS` to leave out of that.
+
     Raises:
-        ConfigError: on an unknown name or an empty subset.
+        ConfigError: on an unknown operator or group name, or when nothing is left.
     """
-    if operators is None:
+    groups = _names(exclude, "exclude")
+    unknown_groups = sorted(set(groups) - set(OPERATOR_GROUPS))
+    if unknown_groups:
+        raise ConfigError(
+            f"unknown operator groups {unknown_groups}; known: {', '.join(OPERATOR_GROUPS)}"
+        )
+    if operators is None and not groups:
         return None
-    if isinstance(operators, str):
-        operators = [part.strip() for part in operators.split(",") if part.strip()]
-    wanted = set(operators)
+    wanted = set(OPERATORS) if operators is None else set(_names(operators, "operators"))
     unknown = sorted(wanted - set(OPERATORS))
     if unknown:
         raise ConfigError(f"unknown operators {unknown}; known: {', '.join(OPERATORS)}")
     if not wanted:
         raise ConfigError("the operator subset is empty; name at least one operator")
+    wanted -= {name for group in groups for name in OPERATOR_GROUPS[group]}
+    if not wanted:
+        raise ConfigError(f"excluding {', '.join(groups)} leaves no operator")
     return tuple(name for name in OPERATORS if name in wanted)
 
 

@@ -17,7 +17,7 @@ from deap import gp
 
 from nlfs.errors import ConfigError
 from nlfs.losses.expressions import ParseError, canonical, parse, terminals_used
-from nlfs.losses.operators import primitive_set
+from nlfs.losses.operators import BINARY, primitive_set
 from nlfs.spaces import gp_ops
 from nlfs.spaces.base import InvalidGenome, SearchSpace
 
@@ -43,6 +43,9 @@ class TreeSpace(SearchSpace):
         init_max_depth: largest height drawn by random generation.
         mutation_max_depth: largest height of the subtree a uniform mutation grows.
         operators: names of the operators to allow (default all 34).
+        exclude: names of operator groups (:data:`~nlfs.losses.operators.OPERATOR_GROUPS`) to
+            leave out of ``operators``; at least one binary operator must remain, since only a
+            binary operator can read both ``y`` and ``p``.
     """
 
     name = "tree"
@@ -56,6 +59,7 @@ class TreeSpace(SearchSpace):
         init_max_depth: int = 4,
         mutation_max_depth: int = 2,
         operators: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
     ) -> None:
         if not 1 <= init_min_depth <= init_max_depth <= max_depth:
             raise ConfigError(
@@ -68,7 +72,10 @@ class TreeSpace(SearchSpace):
         self.max_size = max_size
         self.init_depth = (init_min_depth, init_max_depth)
         self.mutation_max_depth = mutation_max_depth
-        self._pset = primitive_set(gp_ops.resolve_operators(operators))
+        names = gp_ops.resolve_operators(operators, exclude)
+        if names is not None and not any(name in BINARY for name in names):
+            raise ConfigError(f"the tree space needs a binary operator; left: {', '.join(names)}")
+        self._pset = primitive_set(names)
 
     @property
     def pset(self) -> gp.PrimitiveSet:

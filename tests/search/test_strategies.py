@@ -19,6 +19,7 @@ import nlfs.search.strategy
 from nlfs.errors import ConfigError, NLFSError
 from nlfs.evaluation.results import State
 from nlfs.search.strategy import Proposal, Strategy, TrialRecord, available_strategies, get_strategy
+from nlfs.spaces import get_space
 from strategies.random_search import RandomSearch
 from strategies.regevo import RegularizedEvolution
 from strategies.tpe import TPEStrategy
@@ -180,6 +181,33 @@ def test_tpe_beats_random_on_structured_objective():
             means.append(statistics.fmean(r.fitness for r in records[25:]))
         margins.append(means[0] - means[1])
     assert statistics.fmean(margins) > 0.1, margins
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"hidden": 2, "constants": False}, {"hidden": 6, "exclude": ["minmax", "bessel"]}],
+    ids=["hidden2-yp", "hidden6-nominmax-nobessel"],
+)
+def test_tpe_searches_cell_variants(options):
+    """TPE's encoding follows a variant's options: past the startup trials too, every
+    proposal's params are exactly the variant's coordinates and decode to its genome, which
+    validates in the variant and uses no excluded operator."""
+    space = get_space("cell", **options)
+    strategy = TPEStrategy(space, seed=0, screen=make_screen(), n_startup_trials=4)
+    records = drive(strategy, 12, failures=False)
+    names = {spec.name for spec in space.encoding()}
+    assert len(names) == 5 * (options["hidden"] + 1)
+    excluded = {"i0", "i0e", "i1", "i1e", "max0", "min0", "max", "min"}
+    for record in records:
+        candidate = record.candidate
+        assert set(candidate.params) == names
+        assert space.decode(candidate.params) == candidate.genome
+        space.validate(candidate.genome)
+        ops = {n for node in candidate.genome.nodes for n in (node.unary, node.binary)}
+        if "exclude" in options:
+            assert not ops & excluded
+        else:
+            assert all({node.in0, node.in1} <= {0, 1, 4, 5, 6} for node in candidate.genome.nodes)
 
 
 # --- base class bookkeeping -----------------------------------------------------------------
