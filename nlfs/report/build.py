@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -21,10 +22,10 @@ class GroupSummary:
         loss: the loss.
         values: the values, by ascending seed.
         mean: their mean.
-        std: their sample standard deviation (ddof 1; 0 for a single run).
+        std: their sample standard deviation (ddof 1; NaN, undefined, for a single run).
         best: whether this loss has the best mean of the setting (ties all best).
-        stars: significance marks against the baseline after correction ("" for none and for the
-            baseline itself); see :func:`stars`.
+        stars: significance marks against the baseline after correction ("" for none, for an
+            undefined test and for the baseline itself); see :func:`stars`.
     """
 
     setting: Setting
@@ -77,8 +78,10 @@ STAR_LEVELS = (50.0, 5.0, 1.0)
 """``***`` below alpha/50, ``**`` below alpha/5, ``*`` below alpha (0.001, 0.01, 0.05 at 0.05)."""
 
 
-def stars(p: float, alpha: float) -> str:
-    """Significance marks for a corrected p-value."""
+def stars(p: float | None, alpha: float) -> str:
+    """Significance marks for a corrected p-value; none for an undefined test (None)."""
+    if p is None:
+        return ""
     for count, divisor in zip((3, 2, 1), STAR_LEVELS, strict=True):
         if p < alpha / divisor:
             return "*" * count
@@ -136,7 +139,7 @@ def build_report(
                 (c for c in analysis.comparisons if c.setting == setting and c.loss == loss), None
             )
             mark = stars(comp.corrected_p(significance_test), alpha) if comp else ""
-            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
             summaries.append(
                 GroupSummary(setting, loss, values, means[loss], std, means[loss] == best, mark)
             )

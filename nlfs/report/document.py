@@ -64,9 +64,10 @@ def num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def pval(p: float) -> str:
-    """A p-value: three significant digits, small ones in scientific notation."""
-    if math.isnan(p):
+def pval(p: float | None) -> str:
+    """A p-value: three significant digits, small ones in scientific notation; an undefined test
+    (None or NaN) prints as an en dash."""
+    if p is None or math.isnan(p):
         return "–"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
@@ -101,7 +102,9 @@ def layout(report: Report, figures: Sequence[Figure]) -> list[Block]:
             "Δ = mean difference (loss − baseline) with its percentile bootstrap 95% "
             "interval; d: Cohen's d (d_z of the per-seed differences when paired, pooled "
             "standard deviation when unpaired); δ: Cliff's delta. p-values are raw, "
-            "Holm-corrected and Benjamini-Hochberg-corrected, over all comparisons."
+            "Holm-corrected and Benjamini-Hochberg-corrected, over all comparisons; – marks a "
+            "test the data leave undefined (fewer than two runs per loss and setting, or no "
+            "spread in the differences)."
         ),
         Heading("Wins, ties and losses"),
         _wins_table(report),
@@ -111,6 +114,7 @@ def layout(report: Report, figures: Sequence[Figure]) -> list[Block]:
             "dropped."
         ),
     ]
+    blocks += _across_blocks(report)
     blocks += _friedman_blocks(report, figures)
     boxes = [f for f in figures if f.path.startswith("figures/box_")]
     if boxes:
@@ -132,7 +136,9 @@ def _means_table(report: Report) -> Table:
             if s is None:
                 row.append(Entry("–"))
                 continue
-            text = f"{num(s.mean)} ± {num(s.std)} (n={s.n})"
+            # One run has no spread: show the value alone rather than a made-up ± 0.
+            spread = f" ± {num(s.std)}" if s.n > 1 else ""
+            text = f"{num(s.mean)}{spread} (n={s.n})"
             row.append(Entry(f"{text} {s.stars}".rstrip(), bold=s.best))
         rows.append(tuple(row))
     return Table(("Setting", *a.losses), tuple(rows))
@@ -195,6 +201,80 @@ def _wins_table(report: Report) -> Table:
         ("Loss", "Wins", "Ties", "Losses", "Significant wins", "Significant losses", "Sign test p"),
         rows,
     )
+
+
+def _undefined_sentence(report: Report) -> str:
+    a = report.analysis
+    undefined = a.undefined_comparisons
+    once = all(min(c.n_loss, c.n_baseline) < 2 for c in a.comparisons)
+    if a.comparisons and undefined == len(a.comparisons) and once:
+        return (
+            "Every per-setting test above is undefined (–): each loss ran once per setting, so "
+            "there is no spread over seeds to test. The tests across settings below, one value "
+            "per setting as Demsar (2006) recommends, are the ones to read."
+        )
+    counted = f" ({undefined} of {len(a.comparisons)} here)" if undefined else ""
+    return (
+        "Per-setting tests are undefined (–) where a loss ran fewer than twice in a setting, "
+        f"or its differences from the baseline have no spread{counted}; the tests across "
+        "settings below, one value per setting as Demsar (2006) recommends, are then the ones "
+        "to read."
+    )
+
+
+def _across_blocks(report: Report) -> list[Block]:
+    a = report.analysis
+    blocks: list[Block] = [Heading("Across settings"), Paragraph(_undefined_sentence(report))]
+    if not a.across and a.vs_control is None:
+        return [*blocks, Paragraph("Not computed: see the notes.")]
+    control = {c.name: c for c in a.vs_control.comparisons} if a.vs_control else {}
+    wilcoxon = {w.loss: w for w in a.across}
+    rows = []
+    for loss in a.losses[1:]:
+        w, c = wilcoxon.get(loss), control.get(loss)
+        rows.append(
+            tuple(
+                Entry(t)
+                for t in (
+                    loss,
+                    str(w.n_settings) if w else "–",
+                    num(w.mean_difference) if w else "–",
+                    num(w.wilcoxon.statistic, 1) if w else "–",
+                    f"{pval(w.wilcoxon.p_value)} / {pval(w.p_holm)}" if w else "–",
+                    num(c.rank_difference, 3) if c else "–",
+                    num(c.z, 3) if c else "–",
+                    f"{pval(c.p_value)} / {pval(c.p_holm)}" if c else "–",
+                )
+            )
+        )
+    blocks.append(
+        Table(
+            (
+                "Loss",
+                "Settings",
+                "Mean Δ",
+                "Wilcoxon W",
+                "Wilcoxon p (raw / Holm)",
+                f"Rank − rank of {a.baseline}",
+                "z",
+                "z p (raw / Holm)",
+            ),
+            tuple(rows),
+        )
+    )
+    blocks.append(
+        Paragraph(
+            f"Each setting contributes one value per loss, its mean over seeds. Wilcoxon: "
+            f"signed-rank test of the per-setting differences (loss − {a.baseline}) over the "
+            "settings where both ran; Mean Δ is their mean; p-values Holm-corrected over the "
+            "losses. z: the loss's average Friedman rank minus the baseline's (rank 1 is best, "
+            "so a negative difference is better), divided by sqrt(k (k + 1) / (6 N)); two-sided "
+            "normal p-values, Holm's step-down over the k − 1 comparisons with the baseline "
+            "(Demsar 2006, section 3.2.2), over the settings where every loss ran. Nemenyi's "
+            "all-pairs critical difference follows."
+        )
+    )
+    return blocks
 
 
 def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:

@@ -1,7 +1,12 @@
 """The report as plain JSON data: every statistic computed, for other tools to read.
 
-Numbers that are undefined (NaN) or infinite (Iman-Davenport F when every setting ranks the
-losses alike; its p-value is then 0) are written as ``null``, keeping the file strict JSON.
+Numbers that are undefined (NaN, or a p-value of a test the data leave undefined, such as any
+per-setting test with one run per loss and setting) or infinite (Iman-Davenport F when every
+setting ranks the losses alike; its p-value is then 0) are written as ``null``, keeping the file
+strict JSON.
+
+Schema 2: undefined p-values are ``null`` (schema 1 wrote 1.0); ``across_settings`` holds the
+Wilcoxon tests over settings and the Friedman-rank comparisons with the baseline.
 """
 
 from __future__ import annotations
@@ -11,16 +16,16 @@ from dataclasses import asdict
 from typing import Any
 
 from nlfs.report.build import Report
-from nlfs.stats import Comparison, TestResult
+from nlfs.stats import Analysis, Comparison, TestResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _f(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _test(result: TestResult, holm: float, bh: float) -> dict[str, Any]:
+def _test(result: TestResult, holm: float | None, bh: float | None) -> dict[str, Any]:
     return {
         "test": result.test,
         "statistic": _f(result.statistic),
@@ -60,6 +65,43 @@ def _comparison(c: Comparison) -> dict[str, Any]:
             _test(c.rank_test, c.rank_p_holm, c.rank_p_bh),
             _test(c.t_test, c.t_p_holm, c.t_p_bh),
         ],
+    }
+
+
+def _across(a: Analysis) -> dict[str, Any]:
+    control = a.vs_control
+    return {
+        "wilcoxon": [
+            {
+                "loss": w.loss,
+                "baseline": w.baseline,
+                "n_settings": w.n_settings,
+                "mean_difference": _f(w.mean_difference),
+                "statistic": _f(w.wilcoxon.statistic),
+                "p_value": _f(w.wilcoxon.p_value),
+                "p_holm": _f(w.p_holm),
+                "note": w.wilcoxon.note,
+            }
+            for w in a.across
+        ],
+        "vs_control": None
+        if control is None
+        else {
+            "control": control.control,
+            "alpha": control.alpha,
+            "standard_error": _f(control.standard_error),
+            "comparisons": [
+                {
+                    "loss": c.name,
+                    "rank_difference": _f(c.rank_difference),
+                    "z": _f(c.z),
+                    "p_value": _f(c.p_value),
+                    "p_holm": _f(c.p_holm),
+                    "significant": c.significant,
+                }
+                for c in control.comparisons
+            ],
+        },
     }
 
 
@@ -110,6 +152,7 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "friedman": None,
         "nemenyi": None,
+        "across_settings": _across(a),
         "notes": list(report.notes),
     }
     if a.friedman is not None:

@@ -3,11 +3,14 @@
 Per setting, each loss against a baseline (paired by seed: Wilcoxon signed-rank, paired t;
 unpaired: Welch t, Mann-Whitney U), effect sizes (Cohen's d, Cliff's delta), bootstrap confidence
 intervals; Holm and Benjamini-Hochberg corrections; win/tie/loss counts with a sign test; across
-settings, Friedman's test with Nemenyi's critical difference (Demsar 2006). :func:`analyse` puts
-them together for a report.
+settings (one value per setting, Demsar 2006), Wilcoxon signed-rank tests of each loss against the
+baseline, Friedman's test with Nemenyi's critical difference, and Friedman-rank comparisons with
+the baseline as control under Holm's step-down. :func:`analyse` puts them together for a
+report.
 """
 
 from nlfs.stats._common import StatsError, TestResult
+from nlfs.stats.across import SettingsComparison, wilcoxon_across_settings
 from nlfs.stats.bootstrap import DEFAULT_RESAMPLES, ConfidenceInterval, bootstrap_mean_diff
 from nlfs.stats.compare import (
     Analysis,
@@ -20,12 +23,15 @@ from nlfs.stats.correction import benjamini_hochberg, holm
 from nlfs.stats.effects import cliffs_delta, cohens_d_paired, cohens_d_pooled
 from nlfs.stats.paired import pair_by_seed, paired_t, wilcoxon_signed_rank
 from nlfs.stats.ranks import (
+    ControlComparison,
+    ControlResult,
     FriedmanResult,
     NemenyiResult,
     block_ranks,
     critical_difference,
     friedman,
     friedman_statistic,
+    friedman_vs_control,
     nemenyi,
     nemenyi_q,
 )
@@ -37,9 +43,12 @@ __all__ = [
     "Analysis",
     "Comparison",
     "ConfidenceInterval",
+    "ControlComparison",
+    "ControlResult",
     "FriedmanResult",
     "NemenyiResult",
     "Setting",
+    "SettingsComparison",
     "StatsError",
     "TestResult",
     "WinTieLoss",
@@ -53,6 +62,7 @@ __all__ = [
     "critical_difference",
     "friedman",
     "friedman_statistic",
+    "friedman_vs_control",
     "holm",
     "mann_whitney_u",
     "nemenyi",
@@ -62,6 +72,7 @@ __all__ = [
     "resolve_baseline",
     "sign_test",
     "welch_t",
+    "wilcoxon_across_settings",
     "wilcoxon_signed_rank",
     "win_tie_loss",
 ]

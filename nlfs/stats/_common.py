@@ -22,9 +22,9 @@ class TestResult:
     Attributes:
         test: the test's name, e.g. ``"wilcoxon"`` or ``"welch_t"``.
         statistic: the test statistic (NaN when the test is undefined for the data).
-        p_value: the two-sided p-value. Where the test is undefined (no non-zero differences,
-            fewer than two observations, zero variance) it is 1.0, i.e. no evidence, and
-            ``note`` says why.
+        p_value: the two-sided p-value, or None where the test is undefined for the data (fewer
+            than two observations, no non-zero differences, zero variance); ``note`` then says
+            why. Undefined is not "no evidence": a p-value of 1 would claim a test was run.
         n: the number of observations used (pairs for paired tests, both groups otherwise).
         note: empty, or why the result is degenerate.
     """
@@ -33,14 +33,19 @@ class TestResult:
 
     test: str
     statistic: float
-    p_value: float
+    p_value: float | None
     n: int
     note: str = ""
 
     @property
     def defined(self) -> bool:
-        """Whether the test could actually be computed (no degenerate-data note)."""
-        return not self.note
+        """Whether the test could actually be computed (it has a p-value)."""
+        return self.p_value is not None
+
+
+def undefined(test: str, n: int, note: str) -> TestResult:
+    """The result of ``test`` where the data do not define it: no statistic, no p-value."""
+    return TestResult(test, math.nan, None, n, note)
 
 
 def as_array(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:

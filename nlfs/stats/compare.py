@@ -3,7 +3,11 @@
 This is the analysis a transfer report shows; it only combines the pure tests of this package.
 A *setting* is one (architecture, dataset, augmentation); within it each loss is compared with
 the baseline on one metric. Corrections run over all comparisons of the analysis, one family per
-kind of test (the rank tests, the t-tests).
+kind of test (the rank tests, the t-tests). Across settings, each setting gives one value per loss
+(its mean over seeds): Wilcoxon signed-rank tests of each loss against the baseline, Friedman's
+test, Nemenyi's all-pairs critical difference and the Friedman-rank comparisons with the baseline
+as control (Demsar 2006). These are the tests to read when each loss ran once per setting, which
+leaves the per-setting tests undefined.
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ import numpy as np
 
 from nlfs.errors import DataError
 from nlfs.stats._common import StatsError, TestResult
+from nlfs.stats.across import SettingsComparison, wilcoxon_across_settings
 from nlfs.stats.bootstrap import DEFAULT_RESAMPLES, ConfidenceInterval, bootstrap_mean_diff
 from nlfs.stats.correction import benjamini_hochberg, holm
 from nlfs.stats.effects import cliffs_delta, cohens_d_paired, cohens_d_pooled
 from nlfs.stats.paired import pair_by_seed, paired_t, wilcoxon_signed_rank
-from nlfs.stats.ranks import FriedmanResult, NemenyiResult, friedman, nemenyi
+from nlfs.stats.ranks import (
+    ControlResult,
+    FriedmanResult,
+    NemenyiResult,
+    friedman,
+    friedman_vs_control,
+    nemenyi,
+)
 from nlfs.stats.records import RunRecord
 from nlfs.stats.unpaired import mann_whitney_u, welch_t
 from nlfs.stats.wins import WinTieLoss, win_tie_loss
@@ -61,9 +73,11 @@ class Comparison:
         mean_difference: mean(loss) - mean(baseline).
         rank_test: the Wilcoxon signed-rank (paired) or Mann-Whitney U (unpaired) result.
         t_test: the paired t (paired) or Welch t (unpaired) result.
-        rank_p_holm: the rank test's p-value after Holm's correction over all comparisons.
+        rank_p_holm: the rank test's p-value after Holm's correction over all comparisons (None,
+            like the raw p-value, where the test is undefined, e.g. one run per setting).
         rank_p_bh: ... after Benjamini-Hochberg.
-        t_p_holm: the t-test's p-value after Holm's correction over all comparisons.
+        t_p_holm: the t-test's p-value after Holm's correction over all comparisons (None where
+            undefined).
         t_p_bh: ... after Benjamini-Hochberg.
         cohens_d: Cohen's d (d_z when paired, pooled otherwise).
         cliffs_delta: Cliff's delta of loss vs baseline values.
@@ -80,17 +94,17 @@ class Comparison:
     mean_difference: float
     rank_test: TestResult
     t_test: TestResult
-    rank_p_holm: float
-    rank_p_bh: float
-    t_p_holm: float
-    t_p_bh: float
+    rank_p_holm: float | None
+    rank_p_bh: float | None
+    t_p_holm: float | None
+    t_p_bh: float | None
     cohens_d: float
     cliffs_delta: float
     ci: ConfidenceInterval
     better: bool
 
-    def corrected_p(self, test: str) -> float:
-        """The Holm-corrected p-value of ``test`` (``"t"`` or ``"rank"``)."""
+    def corrected_p(self, test: str) -> float | None:
+        """The Holm-corrected p-value of ``test`` (``"t"`` or ``"rank"``), None if undefined."""
         return self.t_p_holm if test == "t" else self.rank_p_holm
 
 
@@ -114,6 +128,10 @@ class Analysis:
             such settings or losses).
         nemenyi: Nemenyi's post-hoc on it (None with it).
         notes: what was left out and why.
+        across: one Wilcoxon signed-rank test over settings per non-baseline loss, Holm-corrected
+            over the losses (empty with fewer than two settings).
+        vs_control: the Friedman-rank comparisons of each loss with the baseline, Holm's
+            step-down over them (None with the Friedman test).
     """
 
     metric: str
@@ -129,6 +147,19 @@ class Analysis:
     friedman: FriedmanResult | None
     nemenyi: NemenyiResult | None
     notes: tuple[str, ...]
+    across: tuple[SettingsComparison, ...] = ()
+    vs_control: ControlResult | None = None
+
+    @property
+    def undefined_comparisons(self) -> int:
+        """How many per-setting comparisons have neither test defined (too few runs, or
+        differences without spread)."""
+        return sum(_undefined(c) for c in self.comparisons)
+
+
+def _undefined(c: Comparison) -> bool:
+    """Whether neither test of ``c`` could be computed (e.g. one run of a loss in the setting)."""
+    return not (c.rank_test.defined or c.t_test.defined)
 
 
 def resolve_baseline(baseline: str, losses: Iterable[str]) -> str:
@@ -239,13 +270,22 @@ def analyse(
         for loss in losses[1:]
     )
     if significance_test == "rank" and any(
-        c.paired and 2.0 / 2**c.rank_test.n >= alpha for c in comparisons
+        c.paired and c.rank_test.defined and 2.0 / 2**c.rank_test.n >= alpha for c in comparisons
     ):
         notes.append(
             f"with so few seeds the Wilcoxon test cannot reach p < {alpha} "
             "(smallest two-sided p is 2/2^n); consider --stars-test t or more seeds"
         )
+    undefined = sum(_undefined(c) for c in comparisons)
+    if undefined:
+        notes.append(
+            f"{undefined} of {len(comparisons)} per-setting comparisons are undefined "
+            "(fewer than two runs per loss and setting, or differences without spread); "
+            "read the tests across settings"
+        )
     fried, nem = _friedman(groups, losses, settings, alpha, higher_is_better, notes)
+    across = _across(groups, losses, settings, notes)
+    vs_control = friedman_vs_control(fried, baseline, alpha) if fried is not None else None
     values = tuple(
         (s, loss, tuple(v for _, v in sorted(groups[(s, loss)].items())))
         for s in settings
@@ -266,6 +306,8 @@ def analyse(
         fried,
         nem,
         tuple(notes),
+        across,
+        vs_control,
     )
 
 
@@ -330,3 +372,13 @@ def _friedman(groups, losses, settings, alpha, higher_is_better, notes):
     )
     result = friedman(table, losses, higher_is_better=higher_is_better)
     return result, nemenyi(result, alpha)
+
+
+def _across(groups, losses, settings, notes) -> tuple[SettingsComparison, ...]:
+    if len(settings) < 2:
+        notes.append(f"tests across settings skipped: need 2+ settings, have {len(settings)}")
+        return ()
+    means: dict[str, dict[Setting, float]] = defaultdict(dict)
+    for (setting, loss), runs in groups.items():
+        means[loss][setting] = float(np.mean(list(runs.values())))
+    return wilcoxon_across_settings(means, losses[0], losses[1:])

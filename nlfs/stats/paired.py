@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from nlfs.stats._common import StatsError, TestResult, as_pairs
+from nlfs.stats._common import StatsError, TestResult, as_pairs, undefined
 
 
 def pair_by_seed(
@@ -51,15 +51,16 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float]) -> TestResult:
     (0.0625 for five seeds), so a handful of seeds can never reach 0.05.
 
     Returns:
-        A :class:`TestResult`; all-zero differences or fewer than two pairs give p = 1 with a note.
+        A :class:`TestResult`; with fewer than two pairs, or all differences zero, the test is
+        undefined: p is None and the note says why.
     """
     a, b = as_pairs(x, y)
     d = a - b
     nonzero = int(np.count_nonzero(d))
     if a.size < 2:
-        return TestResult("wilcoxon", math.nan, 1.0, int(a.size), "fewer than 2 pairs")
+        return undefined("wilcoxon", int(a.size), "fewer than 2 pairs")
     if nonzero == 0:
-        return TestResult("wilcoxon", math.nan, 1.0, int(a.size), "all differences are zero")
+        return undefined("wilcoxon", int(a.size), "all differences are zero")
     res = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
     return TestResult("wilcoxon", float(res.statistic), float(res.pvalue), int(a.size))
 
@@ -71,18 +72,18 @@ def paired_t(x: Sequence[float], y: Sequence[float]) -> TestResult:
 
     Returns:
         A :class:`TestResult`. Fewer than two pairs or differences with zero variance (including
-        all-zero differences) make t undefined: p = 1 with a note, rather than scipy's
+        all-zero differences) make t undefined: p is None with a note, rather than scipy's
         ``inf``/``p = 0`` which would claim certainty from a degenerate sample.
     """
     a, b = as_pairs(x, y)
     n = int(a.size)
     if n < 2:
-        return TestResult("paired_t", math.nan, 1.0, n, "fewer than 2 pairs")
+        return undefined("paired_t", n, "fewer than 2 pairs")
     d = a - b
     sd = float(np.std(d, ddof=1))
     if sd == 0.0:
         note = "all differences are zero" if not d.any() else "differences have zero variance"
-        return TestResult("paired_t", math.nan, 1.0, n, note)
+        return undefined("paired_t", n, note)
     t = float(np.mean(d)) / (sd / math.sqrt(n))
     p = float(2.0 * stats.t.sf(abs(t), n - 1))
     return TestResult("paired_t", t, min(p, 1.0), n)

@@ -1,6 +1,6 @@
 """Comparing several losses over many settings by ranks: Friedman test, Nemenyi post-hoc and the
-critical difference, following Demsar (2006), "Statistical Comparisons of Classifiers over
-Multiple Data Sets", JMLR 7.
+critical difference, and each loss against a control (the baseline) under Holm's step-down,
+following Demsar (2006), "Statistical Comparisons of Classifiers over Multiple Data Sets", JMLR 7.
 
 Blocks are settings (architecture x dataset x augmentation), treatments are losses; each block
 ranks the losses by their mean score, rank 1 the best, ties sharing the average rank.
@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 from nlfs.stats._common import StatsError
+from nlfs.stats.correction import holm
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,76 @@ def nemenyi(result: FriedmanResult, alpha: float = 0.05) -> NemenyiResult:
             p = float(stats.studentized_range.sf(diff / se * math.sqrt(2.0), k, np.inf))
             pairs.append((result.names[i], result.names[j], diff, min(p, 1.0), diff > cd))
     return NemenyiResult(alpha, q, cd, tuple(pairs))
+
+
+@dataclass(frozen=True)
+class ControlComparison:
+    """One treatment against the control by average Friedman rank.
+
+    Attributes:
+        name: the treatment.
+        rank_difference: ``R_i - R_0``; negative means a better (smaller) rank than the control.
+        z: ``(R_i - R_0) / SE``.
+        p_value: the two-sided normal p-value of z.
+        p_holm: after Holm's step-down over the k - 1 comparisons with the control.
+        significant: ``p_holm < alpha``.
+    """
+
+    name: str
+    rank_difference: float
+    z: float
+    p_value: float
+    p_holm: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """Every treatment against one control by average rank (Demsar 2006, section 3.2.2).
+
+    Comparing with a control needs only k - 1 tests rather than Nemenyi's k (k - 1) / 2, so it
+    has more power when the question is "which losses differ from the baseline".
+
+    Attributes:
+        control: the control (the baseline loss).
+        alpha: the family-wise significance level.
+        standard_error: ``SE = sqrt(k (k + 1) / (6 N))``.
+        comparisons: one per other treatment, in the Friedman result's order.
+    """
+
+    control: str
+    alpha: float
+    standard_error: float
+    comparisons: tuple[ControlComparison, ...]
+
+
+def friedman_vs_control(result: FriedmanResult, control: str, alpha: float = 0.05) -> ControlResult:
+    """Compare each treatment with ``control`` by average rank, Holm-corrected.
+
+    ``z = (R_i - R_0) / sqrt(k (k + 1) / (6 N))`` is standard normal under the null hypothesis;
+    its two-sided p-values go through Holm's step-down over the k - 1 comparisons (Demsar 2006,
+    section 3.2.2).
+
+    Raises:
+        StatsError: ``control`` is not a treatment, or alpha is out of range.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha}")
+    if control not in result.names:
+        raise StatsError(f"control {control!r} is not among {', '.join(result.names)}")
+    k, n = len(result.names), result.n_blocks
+    se = math.sqrt(k * (k + 1) / (6.0 * n))
+    r0 = result.average_ranks[result.names.index(control)]
+    others = [
+        (name, r - r0)
+        for name, r in zip(result.names, result.average_ranks, strict=True)
+        if name != control
+    ]
+    zs = [diff / se for _, diff in others]
+    ps = [min(float(2.0 * stats.norm.sf(abs(z))), 1.0) for z in zs]
+    adjusted = holm(ps)
+    comparisons = tuple(
+        ControlComparison(name, diff, z, p, float(ph), float(ph) < alpha)
+        for (name, diff), z, p, ph in zip(others, zs, ps, adjusted, strict=True)
+    )
+    return ControlResult(control, alpha, se, comparisons)

@@ -52,7 +52,7 @@ def win_tie_loss(
     loss: str,
     baseline: str,
     mean_differences: Sequence[float],
-    corrected_p: Sequence[float],
+    corrected_p: Sequence[float | None],
     *,
     alpha: float,
     tie_tolerance: float = 0.0,
@@ -66,7 +66,8 @@ def win_tie_loss(
         loss: the loss compared.
         baseline: the baseline.
         mean_differences: one mean difference per setting, positive = better than the baseline.
-        corrected_p: the matching corrected p-values, for the significant counts.
+        corrected_p: the matching corrected p-values, for the significant counts (None where the
+            test was undefined: never significant).
         alpha: significance level for the significant counts.
         tie_tolerance: the largest absolute difference counted as a tie.
     """
@@ -80,10 +81,10 @@ def win_tie_loss(
             ties += 1
         elif diff > 0:
             wins += 1
-            sig_wins += p < alpha
+            sig_wins += p is not None and p < alpha
         else:
             losses += 1
-            sig_losses += p < alpha
+            sig_losses += p is not None and p < alpha
     return WinTieLoss(
         loss, baseline, wins, ties, losses, sig_wins, sig_losses, sign_test(wins, losses)
     )

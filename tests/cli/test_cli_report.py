@@ -48,6 +48,34 @@ def test_report_from_csv_writes_files(tmp_path, monkeypatch, capsys):
     assert data["baseline"] == "cross_entropy" and len(data["comparisons"]) == 8
 
 
+def test_report_with_one_seed_per_setting_writes_null_p_values(tmp_path, monkeypatch, capsys):
+    """One seed per setting: the command succeeds, per-setting p-values are null (strict JSON,
+    no NaN) and the Markdown shows "–" for them and the tests across settings."""
+    csv_path = tmp_path / "r.csv"
+    write_csv([r for r in synthetic_records() if r.seed == 0], csv_path)
+    out_dir = tmp_path / "out"
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "--results",
+        str(csv_path),
+        "--out",
+        str(out_dir),
+        "--format",
+        "md,json",
+    )
+    assert code == 0, err
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    data = json.loads((out_dir / "report.json").read_text(), parse_constant=refuse)
+    assert [t["p_value"] for c in data["comparisons"] for t in c["tests"]] == [None] * 16
+    assert len(data["across_settings"]["wilcoxon"]) == 2
+    md = (out_dir / "report.md").read_text()
+    assert "| – / – / – | – / – / – |" in md and "## Across settings" in md
+
+
 def test_malformed_csv_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("loss,arch,dataset,augment,seed,metric,value\nce,a,b,c,0,test_acc,oops\n")

@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pytest
 from report_fixtures import LOSSES, SETTINGS, synthetic_records
+from scipy import stats
 
 from nlfs.report import FORMATS, build_report, funnel_from_study, parse_formats, stars, write_report
 from nlfs.stats import (
@@ -160,6 +161,60 @@ def test_json_stays_strict_when_statistics_are_undefined(tmp_path):
     data = strict_json(path.read_text())
     assert data["friedman"]["iman_davenport"] is None
     assert [c["cohens_d"] for c in data["comparisons"]] == [None] * len(a.comparisons)
+    baikal = [c for c in data["comparisons"] if c["loss"] == "baikal"]  # identical to the baseline
+    assert baikal and all(t["p_value"] is None for c in baikal for t in c["tests"])
+
+
+def test_one_seed_per_setting_reports_undefined_tests_and_tests_across_settings(tmp_path):
+    """With one seed per setting the per-setting tests are undefined: "–" in Markdown, null in
+    JSON (never p = 1.000), and the across-settings tests are shown, equal to scipy's and to
+    the stats functions, and the JSON stays strict."""
+    records = [r for r in synthetic_records() if r.seed == 0]
+    report = build_report(records, source="memory", resamples=200)
+    write_report(report, tmp_path, ["md", "json", "html", "tex"])
+    md = (tmp_path / "report.md").read_text()
+    data = strict_json((tmp_path / "report.json").read_text())
+    comps = data["comparisons"]
+    assert len(comps) == len(SETTINGS) * (len(LOSSES) - 1)
+    for c in comps:
+        for t in c["tests"]:
+            assert t["n"] == 1 and t["note"] == "fewer than 2 pairs"
+            assert (t["p_value"], t["p_holm"], t["p_bh"], t["statistic"]) == (None,) * 4
+    rows = [line for line in md.splitlines() if "| paired | 1/1 |" in line]
+    assert len(rows) == len(comps)
+    assert all(line.endswith("| – / – / – | – / – / – |") for line in rows)
+    assert "1.000 /" not in md and "(n=1)" in md and "± 0.0000" not in md
+    assert "## Across settings" in md and "Every per-setting test above is undefined" in md
+    assert all(s["std"] is None for s in data["summaries"])
+
+    across = data["across_settings"]
+    value = {(r.loss, (r.arch, r.dataset, r.augment)): r.value for r in records}
+    raw = []
+    for w in across["wilcoxon"]:
+        x = [value[(w["loss"], s)] for s in SETTINGS]
+        y = [value[("cross_entropy", s)] for s in SETTINGS]
+        ref = stats.wilcoxon(x, y)
+        assert w["n_settings"] == len(SETTINGS)
+        assert w["statistic"] == pytest.approx(float(ref.statistic))
+        assert w["p_value"] == pytest.approx(float(ref.pvalue))
+        assert w["mean_difference"] == pytest.approx(float(np.mean(np.subtract(x, y))))
+        raw.append(float(ref.pvalue))
+    assert [w["loss"] for w in across["wilcoxon"]] == list(LOSSES[1:])
+    assert [w["p_holm"] for w in across["wilcoxon"]] == pytest.approx(holm(raw))
+    control = across["vs_control"]
+    ranks = dict(zip(data["friedman"]["losses"], data["friedman"]["average_ranks"], strict=True))
+    k, n = len(LOSSES), len(SETTINGS)
+    se = math.sqrt(k * (k + 1) / (6 * n))
+    assert control["control"] == "cross_entropy"
+    assert control["standard_error"] == pytest.approx(se)
+    for c in control["comparisons"]:
+        z = (ranks[c["loss"]] - ranks["cross_entropy"]) / se
+        assert c["z"] == pytest.approx(z)
+        assert c["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+    section = md.split("## Across settings")[1].split("\n## ")[0]
+    table = next(line for line in section.splitlines() if line.startswith("| focal | 4 |"))
+    focal = next(w for w in across["wilcoxon"] if w["loss"] == "focal")
+    assert f"{focal['p_value']:.3f} / {focal['p_holm']:.3f}" in table
 
 
 def test_parse_formats_refuses_unknown():

@@ -69,6 +69,18 @@ def test_benjamini_hochberg_hand_worked():
     assert benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
 
 
+def test_undefined_p_values_stay_out_of_the_family():
+    """None (an undefined test) is no hypothesis: m counts the defined p-values only, so the
+    result equals the correction of the defined ones, with None kept in place."""
+    p = [0.01, None, 0.04, 0.03, None, 0.005]
+    defined = [0.01, 0.04, 0.03, 0.005]
+    for correct in (holm, benjamini_hochberg):
+        out = correct(p)
+        assert out[1] is None and out[4] is None
+        assert [v for v in out if v is not None] == pytest.approx(correct(defined))
+    assert holm([None, None]) == [None, None] and holm([]) == []
+
+
 def test_corrections_cap_at_one_and_need_valid_p():
     assert holm([0.6, 0.7]) == [1.0, 1.0]  # 2 * 0.6 caps at 1; the running max carries it
     assert benjamini_hochberg([0.9, 0.95]) == pytest.approx([0.95, 0.95])

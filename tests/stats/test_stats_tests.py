@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -66,22 +66,30 @@ def test_wilcoxon_agrees_with_scipy(x, seed):
     res = wilcoxon_signed_rank(x, y)
     d = np.asarray(x) - y
     if not np.any(d):
-        assert res.p_value == 1.0
+        assert res.p_value is None and not res.defined
         return
     ref = stats.wilcoxon(d, zero_method="wilcox")
     assert res.statistic == pytest.approx(float(ref.statistic))
     assert res.p_value == pytest.approx(float(ref.pvalue))
 
 
-def test_wilcoxon_all_zero_differences_is_p_one_with_note():
+def test_wilcoxon_all_zero_differences_is_undefined_with_note():
     res = wilcoxon_signed_rank([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
-    assert res.p_value == 1.0 and "zero" in res.note and math.isnan(res.statistic)
+    assert res.p_value is None and "zero" in res.note and math.isnan(res.statistic)
 
 
 @pytest.mark.parametrize("test", [wilcoxon_signed_rank, paired_t])
-def test_paired_tests_with_one_pair_are_undefined(test):
+def test_paired_tests_with_one_pair_are_undefined_not_p_one(test):
+    """One seed per setting: no p-value at all (None), never a p = 1 that claims a test ran."""
     res = test([0.5], [0.4])
-    assert res.p_value == 1.0 and "fewer than 2" in res.note
+    assert res.p_value is None and not res.defined and "fewer than 2" in res.note
+
+
+@pytest.mark.parametrize("test", [wilcoxon_signed_rank, paired_t])
+def test_paired_tests_with_two_pairs_are_defined(test):
+    """Two pairs with differences that vary are enough for both tests (as for scipy)."""
+    res = test([0.5, 0.7], [0.4, 0.65])
+    assert res.defined and 0.0 < res.p_value <= 1.0
 
 
 @pytest.mark.parametrize("test", [wilcoxon_signed_rank, paired_t])
@@ -101,10 +109,10 @@ def test_paired_t_agrees_with_scipy_ttest_rel(x, seed):
     assert res.p_value == pytest.approx(float(ref.pvalue), rel=1e-9, abs=1e-300)
 
 
-def test_paired_t_constant_differences_is_p_one_not_zero():
-    """scipy says t = inf, p = 0; a zero-variance sample is no evidence, so p = 1 with a note."""
+def test_paired_t_constant_differences_is_undefined_not_zero():
+    """scipy says t = inf, p = 0, certainty from a degenerate sample; t is undefined here."""
     res = paired_t([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
-    assert res.p_value == 1.0 and "zero variance" in res.note
+    assert res.p_value is None and "zero variance" in res.note
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, near-equal data
@@ -113,17 +121,31 @@ def test_paired_t_constant_differences_is_p_one_not_zero():
 def test_welch_agrees_with_scipy(x, y):
     """t and p equal scipy.stats.ttest_ind(equal_var=False) when a group varies."""
     if np.var(x) == 0 and np.var(y) == 0:
-        assert welch_t(x, y).p_value == 1.0
+        assert welch_t(x, y).p_value is None
         return
+    vx, vy = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
+    # scipy's df underflows to 0/0 for variances near 1e-170 and then falls back to df = 1;
+    # that case is checked by hand below.
+    assume(vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1) > 0)
     res = welch_t(x, y)
     ref = stats.ttest_ind(x, y, equal_var=False)
     assert res.statistic == pytest.approx(float(ref.statistic), rel=1e-7)
     assert res.p_value == pytest.approx(float(ref.pvalue), rel=1e-7, abs=1e-300)
 
 
+def test_welch_degrees_of_freedom_do_not_underflow_for_tiny_variances():
+    """x = (0, 0, 0), y = (0, 0, e): vy/ny = e^2/9, so t = -(e/3)/(e/3) = -1 and, all variance
+    in y, df = ny - 1 = 2 exactly: p = 2 * sf_t2(1) = 1 - 1/sqrt(3), whatever the scale e."""
+    for e in (1.0, 1e-88):
+        res = welch_t([0.0, 0.0, 0.0], [0.0, 0.0, e])
+        assert res.statistic == pytest.approx(-1.0)
+        assert res.p_value == pytest.approx(1 - 1 / math.sqrt(3), rel=1e-12)
+
+
 def test_welch_constant_groups_and_tiny_groups_are_undefined():
-    assert "constant" in welch_t([1.0, 1.0], [1.0, 1.0, 1.0]).note
-    assert "fewer than 2" in welch_t([1.0], [1.0, 2.0]).note
+    constant, tiny = welch_t([1.0, 1.0], [1.0, 1.0, 1.0]), welch_t([1.0], [1.0, 2.0])
+    assert "constant" in constant.note and "fewer than 2" in tiny.note
+    assert constant.p_value is None and tiny.p_value is None
 
 
 def test_mann_whitney_matches_enumerated_exact_distribution():
@@ -139,7 +161,7 @@ def test_mann_whitney_matches_enumerated_exact_distribution():
 def test_mann_whitney_agrees_with_scipy(x, y):
     res = mann_whitney_u(x, y)
     if len(set(x) | set(y)) == 1:
-        assert res.p_value == 1.0 and res.note
+        assert res.p_value is None and res.note
         return
     ref = stats.mannwhitneyu(x, y, alternative="two-sided")
     assert res.statistic == pytest.approx(float(ref.statistic))
