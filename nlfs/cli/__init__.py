@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eliminate": ("nlfs.cli.eliminate", "Re-train the best candidates at growing fidelity."),
     "transfer": ("nlfs.cli.transfer", "Run a transfer grid of losses."),
     "report": ("nlfs.cli.report", "Statistical report of transfer results."),
+    "compare": ("nlfs.cli.compare", "Compare search strategies on equal budgets."),
+    "ablate": ("nlfs.cli.ablate", "Compare search-space variants with one strategy."),
 }
 
 

@@ -24,6 +24,7 @@ import torch
 from deap import gp
 
 from nlfs.losses.compile import compile_elementwise
+from nlfs.losses.expressions import parse
 from nlfs.losses.operators import BIG
 
 CURVE_POINTS = 1000
@@ -180,3 +181,15 @@ def fingerprint(loss: np.ndarray, sign: float) -> np.ndarray:
     g_low, g_high = grad.min(), grad.max()
     grad = (grad - g_low) / (g_high - g_low) if g_high > g_low else np.zeros_like(grad)
     return np.concatenate([shape, grad]).astype(np.float32)
+
+
+def expression_fingerprint(expression: str, sign: float) -> np.ndarray | None:
+    """The duplicate-detection fingerprint of a canonical expression (None when it has none:
+    not finite on the probe, or a constant curve). Used to measure a search's diversity."""
+    values = evaluate(parse(expression))
+    if not finite(values):
+        return None
+    loss = curve(values)
+    if np.ptp(loss) == 0:
+        return None
+    return fingerprint(loss, sign)

@@ -9,9 +9,9 @@ File layout::
 
 Command-line flags override values of the file. The study remembers ``config_hash``, a hash of
 everything that changes which candidates are proposed or how they are scored. Left out of the
-hash, so they may change between runs of one study: ``budget`` (raise it to extend a finished
-search), ``workers``, ``device`` and ``data_dir`` (where and how fast it runs, not what it
-computes).
+hash, so they may change between runs of one study: ``budget`` and ``time_budget_s`` (raise
+them to extend a finished search), ``workers``, ``device`` and ``data_dir`` (where and how fast
+it runs, not what it computes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from nlfs.config import build, config_hash, load_toml, resolve_config
 from nlfs.errors import ConfigError
 
-NOT_HASHED = ("budget", "workers", "device", "data_dir")
+NOT_HASHED = ("budget", "time_budget_s", "workers", "device", "data_dir")
 """SearchConfig fields that may differ between runs of one study (see the module docstring)."""
 
 
@@ -53,6 +53,8 @@ class SearchConfig:
         seed_profile: cheaper profile for candidates of phase ``seed`` (regevo's initial pool);
             None: the main profile.
         budget: finished trials (ok or failed) the study should reach, shared by all workers.
+        time_budget_s: also stop once the finished trials' training seconds reach this many
+            (None: no time limit); equal wall time instead of equal evaluations.
         seed: seed of the strategy's proposals (the k-th ask draws from (seed, k)).
         eval_seed: training seed of every evaluation. Fixed per config, not per trial, so
             every candidate is trained from the same initial weights and data order and fitness
@@ -70,6 +72,7 @@ class SearchConfig:
     profile: str = "micro"
     seed_profile: str | None = None
     budget: int = 200
+    time_budget_s: float | None = None
     seed: int = 0
     eval_seed: int = 0
     device: str = "auto"
@@ -82,6 +85,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.budget < 0:
             raise ConfigError(f"budget must be at least 0, got {self.budget}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"time budget must be positive seconds, got {self.time_budget_s}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.screen.tolerance < 0:
@@ -126,29 +131,44 @@ def load_search_config(
         ConfigError: unknown keys (the valid ones are listed), wrong types or values.
     """
     path = resolve_config(config if config is not None else "default")
-    table = load_toml(path)
+    return config_from_table(load_toml(path), overrides, where=path.name)
+
+
+def config_from_table(
+    table: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *, where: str
+) -> SearchConfig:
+    """A SearchConfig from a config file's tables (as read, or merged from several files).
+
+    Args:
+        table: the file layout of the module docstring.
+        overrides: ``[search]`` keys to replace (None values are ignored).
+        where: what to name in error messages (a file name).
+
+    Raises:
+        ConfigError: unknown keys (the valid ones are listed), wrong types or values.
+    """
     unknown = sorted(set(table) - set(_TOP_KEYS))
     if unknown:
         raise ConfigError(
-            f"{path.name}: unknown table(s) {', '.join(unknown)}; valid: {', '.join(_TOP_KEYS)}"
+            f"{where}: unknown table(s) {', '.join(unknown)}; valid: {', '.join(_TOP_KEYS)}"
         )
     search = dict(table.get("search", {}))
     for key in ("screen", "strategy_options", "space_options"):
         if key in search:
-            raise ConfigError(f"{path.name}: [search] cannot set {key!r}; use its own table")
+            raise ConfigError(f"{where}: [search] cannot set {key!r}; use its own table")
     search.update({k: v for k, v in (overrides or {}).items() if v is not None})
     search["screen"] = table.get("screen", {})
     strategy = search.get("strategy", SearchConfig.strategy)
     space = search.get("space", SearchConfig.space)
-    search["strategy_options"] = _named_table(table, "strategy", strategy, path)
-    search["space_options"] = _named_table(table, "space", space, path)
-    return build(SearchConfig, search, where=f"{path.name} [search]")
+    search["strategy_options"] = _named_table(table, "strategy", strategy, where)
+    search["space_options"] = _named_table(table, "space", space, where)
+    return build(SearchConfig, search, where=f"{where} [search]")
 
 
-def _named_table(table: Mapping[str, Any], kind: str, name: Any, path: Path) -> dict[str, Any]:
+def _named_table(table: Mapping[str, Any], kind: str, name: Any, where: str) -> dict[str, Any]:
     tables = table.get(kind, {})
     if not isinstance(tables, Mapping) or not all(isinstance(v, Mapping) for v in tables.values()):
-        raise ConfigError(f"{path.name}: [{kind}] must only hold [{kind}.<name>] tables")
+        raise ConfigError(f"{where}: [{kind}] must only hold [{kind}.<name>] tables")
     return dict(tables.get(name, {}))
 
 

@@ -178,7 +178,7 @@ class SearchWorker:
         ran = 0
         while max_trials is None or ran < max_trials:
             self._sync()
-            if self.cache.counted >= self.config.budget:
+            if self.cache.counted >= self.config.budget or self._out_of_time():
                 break
             reserved = self._reserve()
             if reserved is None:
@@ -187,6 +187,10 @@ class SearchWorker:
             ran += 1
         self._sync()
         return ran
+
+    def _out_of_time(self) -> bool:
+        limit = self.config.time_budget_s
+        return limit is not None and self.cache.seconds_used >= limit
 
     def _reserve(self) -> tuple[int, int, int | None] | None:
         """Create this worker's next RUNNING trial; None when the budget is already used."""

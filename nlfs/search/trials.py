@@ -77,12 +77,21 @@ def record_of(space, trial: FrozenTrial) -> TrialRecord:
     )
 
 
+def _seconds(trial: FrozenTrial) -> float:
+    """Training seconds a finished budget-using trial spent (0 for any other trial)."""
+    if not (trial.state.is_finished() and counts_toward_budget(trial)):
+        return 0.0
+    return float(trial.user_attrs.get("seconds") or 0.0)
+
+
 class TrialCache:
     """The runner's synced copy of a study's trials.
 
     Attributes:
         trials: trial number -> latest known FrozenTrial.
         counted: how many trials use budget (running, ok, failed).
+        seconds_used: training seconds of the finished budget-using trials (their ``seconds``
+            attribute), what a time budget counts.
         key_holders: canonical key -> numbers of budget-using trials that carry it (more than
             one means two workers raced to the same candidate).
     """
@@ -93,6 +102,7 @@ class TrialCache:
         self._study_id = study_id_of(study)
         self.trials: dict[int, FrozenTrial] = {}
         self.counted = 0
+        self.seconds_used = 0.0
         self.key_holders: dict[str, set[int]] = {}
         self.kinds: Counter[str] = Counter()  # classify() of every trial
         self.best: FrozenTrial | None = None  # the completed trial of highest value
@@ -108,8 +118,10 @@ class TrialCache:
         if old is not None:
             self.kinds[classify(old)] -= 1
             self.counted -= counts_toward_budget(old)
+            self.seconds_used -= _seconds(old)
         self.kinds[classify(trial)] += 1
         self.counted += counts_toward_budget(trial)
+        self.seconds_used += _seconds(trial)
         if trial.state == TrialState.COMPLETE:
             if self.best is None or trial.value > self.best.value:
                 self.best = trial
