@@ -7,7 +7,7 @@ import click
 from nlfs.cli.comparing import comparison_options, run_comparison
 from nlfs.experiments.arms import DEFAULT_VARIANTS
 
-DEFAULTS = {"budget": 30, "seeds": 2}
+DEFAULTS = {"budget": 45, "seeds": 3}
 """About 15 minutes on 2 CPU cores with the micro profile and the six default variants."""
 
 

@@ -6,7 +6,7 @@ import click
 
 from nlfs.cli.comparing import comparison_options, run_comparison
 
-DEFAULTS = {"budget": 40, "seeds": 3}
+DEFAULTS = {"budget": 90, "seeds": 3}
 """About 15 minutes on 2 CPU cores with the micro profile and three strategies."""
 
 

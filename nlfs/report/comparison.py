@@ -106,8 +106,9 @@ def layout(facts: dict, analysis: dict, figures: Sequence[Figure], *, latex: boo
         Paragraph(
             "Curves step at each finished evaluation. On the evaluation axis a seed counts up to "
             "its own last evaluation; on the wall-seconds axis (a common grid for every "
-            f"{unit}) a finished study keeps its final best. Seeds without a successful "
-            "evaluation yet are left out of the median."
+            f"{unit}) a finished study keeps its final best. A band starts once every seed has "
+            "a successful evaluation (and on the evaluation axis ends with the shortest study), "
+            "so the median over seeds never falls."
         ),
         *(figure[n] for n in ("final_best.png",) if n in figure),
         Heading("Pairwise tests"),

@@ -212,12 +212,19 @@ def _band(per_seed: Sequence[float | None]) -> tuple[float | None, float | None,
 
 
 def _curve(studies: Sequence[dict], axis: str, grid: Sequence[float], carry: bool) -> dict:
-    """Median and IQR band over seeds of the best so far at each grid point."""
+    """Median and IQR band over seeds of the best so far at each grid point.
+
+    The band is drawn only where every seed has a best so far (``n`` says how many do): a median
+    over a growing set of seeds could fall when a late seed joins, which no best-so-far curve
+    does.
+    """
     out: dict[str, list] = {"x": list(grid), "median": [], "q25": [], "q75": [], "n": []}
     for x in grid:
         median, q25, q75, n = _band(
             [best_so_far(s["curve"], axis, x, carry=carry) for s in studies]
         )
+        if n < len(studies):
+            median = q25 = q75 = None
         out["median"].append(median)
         out["q25"].append(q25)
         out["q75"].append(q75)

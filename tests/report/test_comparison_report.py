@@ -209,6 +209,7 @@ def test_anytime_band_at_an_evaluation_count_equals_numpy_percentiles(three):
     for index, arm in enumerate(analysis["arms"]):
         per_seed = [s["curve"]["best"][n - 1] for s in facts["arms"][index]["studies"]]
         defined = [b for b in per_seed if b is not None]
+        assert len(defined) == len(per_seed)  # the fixture: every seed has succeeded by then
         curve = arm["curve_evaluations"]
         at = curve["x"].index(n)
         q25, med, q75 = np.percentile(defined, [25, 50, 75])
@@ -231,8 +232,22 @@ def test_anytime_band_in_seconds_is_the_best_so_far_at_each_time(three):
         finished = [b for sec, b in steps if sec <= t]
         if finished and finished[-1] is not None:
             per_seed.append(finished[-1])
+    assert len(per_seed) == len(arm["studies"])
     assert curve["median"][at] == pytest.approx(np.median(per_seed))
     assert curve["median"][0] is None  # nothing has finished at time zero
+
+
+def test_the_band_starts_when_every_seed_has_succeeded_and_never_falls():
+    """A late seed joining a median of the others could pull it down; the band waits for it."""
+    facts = make_facts(2)
+    studies = facts["arms"][0]["studies"]
+    studies[0]["curve"]["best"][:3] = [None, None, None]  # its first success is evaluation 4
+    studies[1]["curve"]["best"][0] = None
+    curve = analyse(facts)["arms"][0]["curve_evaluations"]
+    assert curve["median"][:3] == [None, None, None] and curve["n"][:4] == [1, 2, 2, 3]
+    medians = curve["median"][3:]
+    assert all(m is not None for m in medians)
+    assert medians == sorted(medians)
 
 
 def test_two_arms_have_one_pair_and_no_friedman():
@@ -362,6 +377,7 @@ def test_a_time_budget_sets_the_seconds_grid_and_shortens_evaluation_curves(tmp_
     evaluations = analysis["arms"][0]["curve_evaluations"]
     assert evaluations["n"][evaluations["x"].index(5)] == len(SEEDS)
     assert evaluations["n"][evaluations["x"].index(6)] == len(SEEDS) - 1
+    assert evaluations["median"][evaluations["x"].index(6)] is None  # not every seed is there
     assert "a time budget of 30.0 wall seconds per study" in (tmp_path / "report.md").read_text()
 
 

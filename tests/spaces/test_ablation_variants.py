@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nlfs.config import CONFIG_DIR
+from nlfs.experiments.arms import deep_merge
 from nlfs.screening.screen import Screen
 from nlfs.search.config import load_search_config
 from nlfs.spaces import get_space
@@ -32,23 +33,12 @@ EXPECTED = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """``over``'s tables merged into ``base``'s, key by key, at every depth."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _variant_config(path: Path, tmp_path: Path):
     """The search config of a variant over configs/default.toml, and its description."""
     variant = tomllib.loads(path.read_text())
     description = variant.pop("description")
     base = tomllib.loads((CONFIG_DIR / "default.toml").read_text())
-    merged = _merge(base, variant)
+    merged = deep_merge(base, variant)
     out = tmp_path / path.name
     out.write_text(_to_toml(merged))
     return load_search_config(out), description
