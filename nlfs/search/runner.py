@@ -236,6 +236,8 @@ class SearchWorker:
             self._report_rejections()
             self._write_candidate(trial_id, candidate)
             self._sync()  # did a concurrent worker write the same key meanwhile?
+            if not self.config.screen.dedupe:
+                return candidate  # duplicates allowed: re-evaluating a key is what was asked
             if self.cache.key_holders.get(candidate.key, set()) <= {number}:
                 return candidate
             # Both racers may yield here (each sees the other); that costs an ask, never a

@@ -351,3 +351,27 @@ def test_a_reservation_past_the_shared_budget_is_surplus_and_uses_no_budget(tmp_
     assert trials[1].state == TrialState.FAIL and "key" not in trials[1].user_attrs
     assert len(counted(study)) == 1
     assert second.run() == 0, "the budget is used: nothing more to do"
+
+
+def test_with_the_duplicate_check_off_a_search_may_evaluate_a_key_again(tmp_path):
+    """`[screen] dedupe = false` (an ablation variant): a strategy re-proposing an evaluated
+    candidate is evaluated again, not mistaken for another worker's race (which once ended the
+    search with 'kept proposing candidates other workers already took')."""
+    from nlfs.search.config import ScreenConfig
+
+    tiny = {"hidden": 1, "constants": False, "exclude": ["trigonometric", "hyperbolic", "bessel"]}
+    cfg = config(
+        budget=30,
+        screen=ScreenConfig(dedupe=False),
+        space_options=tiny,
+        strategy_options={"population": 2, "tournament": 2},
+    )
+    factory = FakeFactory()
+    storage = str(tmp_path / "d.journal")
+    run_search(cfg, study_name="d", storage=storage, evaluator_factory=factory)
+    study = optuna.load_study(study_name="d", storage=resolve_storage(storage, "d"))
+    finished = [t for t in study.get_trials() if t.state.is_finished()]
+    assert len(finished) == 30
+    keys = Counter(t.user_attrs["key"] for t in finished)
+    assert max(keys.values()) > 1  # the tiny space forces repeats
+    assert len(factory.seen) == 30
