@@ -26,6 +26,11 @@ def _counts(value: str | None) -> tuple[int, ...] | None:
 @click.option("--top", type=int, help="Best candidates (distinct keys) entering stage 1.")
 @click.option("--keep", help="Survivors per stage, e.g. 25,12,6,4 (one count per stage).")
 @click.option(
+    "--seeds",
+    type=int,
+    help="Training seeds per candidate and stage, kept by the mean (default: the protocol's).",
+)
+@click.option(
     "--stages",
     "stages_name",
     default="eliminate_cpu",
@@ -36,23 +41,38 @@ def _counts(value: str | None) -> tuple[int, ...] | None:
 @worker_options
 @json_option
 def eliminate(
-    source, top, keep, stages_name, out_study, storage, workers, device, data_dir, download, as_json
+    source,
+    top,
+    keep,
+    seeds,
+    stages_name,
+    out_study,
+    storage,
+    workers,
+    device,
+    data_dir,
+    download,
+    as_json,
 ) -> None:
     """Successive halving of a search's best losses over stages of growing fidelity.
 
-    Each stage re-trains the surviving candidates with its profile variant and keeps the best
-    by that stage's fitness. Rerun to resume: finished stages are not re-run.
+    Each stage re-trains the surviving candidates with its profile variant, once per seed, and
+    keeps the best by their mean fitness over the seeds; each cut is shown against the
+    seed-to-seed noise. Rerun to resume: finished stages are not re-run.
     """
+    from dataclasses import asdict
+
     from nlfs.experiments.eliminate import (
         load_elimination_config,
         open_elimination,
         records,
         run_elimination,
     )
+    from nlfs.experiments.funnel import funnel_from_study
     from nlfs.storage import load_existing_study, quiet_optuna, resolve_storage, storage_label
 
     quiet_optuna()
-    config = load_elimination_config(stages_name, top=top, keep=_counts(keep))
+    config = load_elimination_config(stages_name, top=top, keep=_counts(keep), seeds=seeds)
     out_study = out_study or f"{source}-eliminate"
     load_existing_study(source, storage)  # a typo fails before the results study is created
     resolved = resolve_storage(storage, out_study)
@@ -61,7 +81,7 @@ def eliminate(
         console.print(
             f"elimination study [bold]{out_study}[/] in {storage_label(resolved)}: "
             f"{len(pool)} candidates of {source!r}, keep "
-            f"{','.join(map(str, config.keep))}"
+            f"{','.join(map(str, config.keep))}, {config.seeds} seed(s) each"
         )
 
     def run_stage(index: int, jobs: int) -> None:
@@ -79,7 +99,7 @@ def eliminate(
 
     def on_stage(index: int, kept: list[str]) -> None:
         if not as_json:
-            _print_stage(records(study), index, kept)
+            _print_stage(records(study), funnel_from_study(study).stages[index], config)
 
     finalists = run_elimination(study, settings, config, pool, run_stage, on_stage)
     by_key = {c.key: c for c in pool}
@@ -90,6 +110,7 @@ def eliminate(
                 "study": out_study,
                 "source": source,
                 "records": records(study),
+                "stages": [asdict(s) for s in funnel_from_study(study).stages],
                 "finalists": [
                     {
                         "key": k,
@@ -107,20 +128,38 @@ def eliminate(
         console.print(f"next: nlfs transfer --losses ce,baikal,{','.join(specs)}")
 
 
-def _print_stage(rows, index: int, kept: list[str]) -> None:
-    runs = sorted(
-        (r for r in rows if r["stage"] == index),
-        key=lambda r: (r["fitness"] is None, -(r["fitness"] or 0.0)),
+def _print_stage(rows, stage, config) -> None:
+    """One stage's candidates by mean fitness, with its cut against the seed-to-seed noise."""
+    from nlfs.experiments.cuts import verdict
+    from nlfs.experiments.funnel import candidate_scores, tau_text
+
+    runs = [r for r in rows if r["stage"] == stage.stage]
+    scores = sorted(
+        candidate_scores(runs, config.training_seeds),
+        key=lambda c: (c.mean is None, -(c.mean or 0.0)),
     )
-    table = Table(title=f"stage {index + 1}: kept {len(kept)} of {len(runs)}")
-    for name in ("kept", "fitness", "source trial", "candidate", "failure"):
-        table.add_column(name)
+    failures = {}
     for row in runs:
+        if row["failure_kind"]:
+            failures.setdefault(row["key"], []).append(row["failure_kind"])
+    table = Table(
+        title=f"stage {stage.stage + 1}: kept {stage.kept} of {stage.ran}",
+        caption=(
+            f"noise (seed-to-seed sd) {fmt_acc(stage.noise)}, margin (last kept - best dropped) "
+            f"{fmt_acc(stage.margin)}: {verdict(stage.clear)} (clear: margin > noise)"
+            + (f"; Kendall tau vs previous stage {tau_text(stage)}" if stage.stage else "")
+        ),
+    )
+    seed_columns = [f"seed {s}" for s in config.training_seeds]
+    for name in ("kept", "mean", *seed_columns, "source trial", "candidate", "failure"):
+        table.add_column(name)
+    for score in scores:
         table.add_row(
-            "yes" if row["key"] in kept else "",
-            fmt_acc(row["fitness"]),
-            str(row["source_trial"]),
-            row["candidate"],
-            row["failure_kind"] or "",
+            "yes" if score.kept else "",
+            fmt_acc(score.mean),
+            *(fmt_acc(v) for v in score.fitnesses[: len(seed_columns)]),
+            str(score.source_trial),
+            score.candidate,
+            ", ".join(failures.get(score.key, [])),
         )
     console.print(table)

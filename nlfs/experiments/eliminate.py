@@ -2,9 +2,12 @@
 
 The best ``top`` completed candidates of a search study (distinct keys) are re-trained stage by
 stage; each stage is a variant of one evaluator profile (architecture, resolution, RandAugment
-magnitude, dropout, steps, ...) and keeps the ``keep[i]`` best by that stage's fitness; failed
-runs drop out. Results form their own study (``kind`` "eliminate"), one grid job per stage and
-candidate (:mod:`nlfs.experiments.grid`), so the stages run with any number of workers and resume:
+magnitude, dropout, steps, ...). A stage trains every candidate once per training seed (``seed ..
+seed + seeds - 1``, the same seeds for every candidate) and keeps the ``keep[i]`` best by the mean
+fitness over those seeds: near the top of a search the differences between candidates are often
+smaller than a change of seed makes (:mod:`nlfs.experiments.cuts`). A candidate with a failed run
+drops out. Results form their own study (``kind`` "eliminate"), one grid job per stage, candidate
+and seed (:mod:`nlfs.experiments.grid`), so the stages run with any number of workers and resume:
 a finished stage is never re-run. :mod:`nlfs.experiments.funnel` summarizes such a study.
 
 Optuna freezes a trial once it finishes, so the decision taken when a stage completes cannot be
@@ -26,6 +29,7 @@ from optuna.trial import TrialState
 
 from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError, NLFSError
+from nlfs.experiments.cuts import keep_best
 from nlfs.experiments.jobs import (
     Job,
     JobSetting,
@@ -68,7 +72,9 @@ class EliminationConfig:
         profile: the evaluator profile the stages vary (name, or path relative to the file).
         top: how many of the search's best candidates (distinct keys) enter the first stage.
         keep: how many survive each stage; one count per stage, decreasing.
-        seed: training seed of every run (the same for all candidates: a paired comparison).
+        seed: the first training seed.
+        seeds: training seeds per candidate and stage, ``seed .. seed + seeds - 1``, the same
+            for every candidate (a paired comparison); a stage keeps by the mean over them.
         stages: the stages in order of growing fidelity.
     """
 
@@ -77,10 +83,13 @@ class EliminationConfig:
     top: int = 8
     keep: tuple[int, ...] = (4, 2, 1)
     seed: int = 0
+    seeds: int = 2
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ConfigError("elimination: at least one stage is needed")
+        if self.seeds < 1:
+            raise ConfigError(f"elimination: seeds must be at least 1, got {self.seeds}")
         if len(self.keep) != len(self.stages):
             raise ConfigError(
                 f"elimination: {len(self.stages)} stages need {len(self.stages)} "
@@ -93,21 +102,30 @@ class EliminationConfig:
                 f"top {self.top}, keep {_ints(self.keep)}"
             )
 
+    @property
+    def training_seeds(self) -> range:
+        """The seeds every candidate of a stage is trained with."""
+        return range(self.seed, self.seed + self.seeds)
+
 
 def _ints(values: Sequence[int]) -> str:
     return ",".join(map(str, values))
 
 
 def load_elimination_config(
-    name_or_path: str | os.PathLike, *, top: int | None = None, keep: Sequence[int] | None = None
+    name_or_path: str | os.PathLike,
+    *,
+    top: int | None = None,
+    keep: Sequence[int] | None = None,
+    seeds: int | None = None,
 ) -> EliminationConfig:
-    """Load a protocol by name (``eliminate_cpu``) or path, with ``--top``/``--keep`` applied."""
+    """Load a protocol by name (``eliminate_cpu``) or path, with ``--top``/``--keep``/``--seeds``
+    applied."""
     path = resolve_config(name_or_path)
     table = load_grid_table(path)
-    if top is not None:
-        table["top"] = top
-    if keep is not None:
-        table["keep"] = list(keep)
+    for name, value in (("top", top), ("keep", keep), ("seeds", seeds)):
+        if value is not None:
+            table[name] = list(value) if name == "keep" else value
     return build(EliminationConfig, table, where=f"elimination config {path.name}")
 
 
@@ -159,16 +177,21 @@ def top_candidates(source: optuna.Study, top: int) -> list[Entrant]:
     return list(chosen.values())
 
 
+def stage_job_id(index: int, key: str, seed: int) -> str:
+    """The job id of candidate ``key`` trained with ``seed`` in stage ``index``."""
+    return f"{index}|{key}|{seed}"
+
+
 def _stage_jobs(
     config: EliminationConfig, settings: Sequence[JobSetting], index: int, pool: Sequence[Entrant]
 ) -> list[Job]:
     name = config.stages[index].name or f"stage{index + 1}"
     return [
         Job(
-            f"{index}|{c.key}",
+            stage_job_id(index, c.key, seed),
             settings[index],
             c.expression,
-            config.seed,
+            seed,
             c.sign,
             {
                 "stage": index,
@@ -179,29 +202,39 @@ def _stage_jobs(
             },
         )
         for c in pool
+        for seed in config.training_seeds
     ]
 
 
-def decide(study: optuna.Study, index: int, pool: Sequence[Entrant], keep: int) -> list[str]:
-    """Rank stage ``index``'s runs of ``pool`` by fitness and return the ``keep`` best keys.
+def decide(
+    study: optuna.Study,
+    index: int,
+    pool: Sequence[Entrant],
+    keep: int,
+    seeds: Sequence[int],
+) -> list[str]:
+    """Rank ``pool`` by its mean fitness over ``seeds`` in stage ``index``; the ``keep`` best keys.
 
-    Failed runs never survive; ties go to the better search fitness (the pool's order).
+    A candidate with a failed run never survives; ties go to the better search fitness (the
+    pool's order), as :func:`nlfs.experiments.cuts.keep_best` says.
 
     Raises:
         NLFSError: when a job of the stage has no result yet.
     """
     results = job_results(study)
-    ranked = []
-    for order, cand in enumerate(pool):
-        trial = results.get(f"{index}|{cand.key}")
-        if trial is None:
-            raise NLFSError(
-                f"stage {index + 1} is unfinished (candidate {cand.key}); run the "
-                "command again to resume"
-            )
-        if trial.state is TrialState.COMPLETE:
-            ranked.append((-trial.value, order, cand.key))
-    return [key for *_, key in sorted(ranked)[:keep]]
+    scored = []
+    for cand in pool:
+        values = []
+        for seed in seeds:
+            trial = results.get(stage_job_id(index, cand.key, seed))
+            if trial is None:
+                raise NLFSError(
+                    f"stage {index + 1} is unfinished (candidate {cand.key}, seed {seed}); run "
+                    "the command again to resume"
+                )
+            values.append(float(trial.value) if trial.state is TrialState.COMPLETE else None)
+        scored.append((cand.key, values))
+    return keep_best(scored, keep)
 
 
 def open_elimination(
@@ -277,7 +310,9 @@ def run_elimination(
             jobs = _stage_jobs(config, settings, index, pool)
             enqueue_jobs(study, jobs)
             run_stage(index, len(jobs))
-            kept_by_stage[str(index)] = decide(study, index, pool, config.keep[index])
+            kept_by_stage[str(index)] = decide(
+                study, index, pool, config.keep[index], config.training_seeds
+            )
             study.set_user_attr(KEPT_ATTR, kept_by_stage)
         kept = kept_by_stage[str(index)]
         if on_stage is not None:
@@ -293,6 +328,7 @@ RECORD_KEYS = (
     "key",
     "sign",
     "source_trial",
+    "seed",
     "best_acc",
     "final_acc",
     "fitness",
@@ -302,7 +338,8 @@ RECORD_KEYS = (
 
 
 def records(study: optuna.Study) -> list[dict[str, Any]]:
-    """One record per finished stage run, with ``kept`` (None while its stage is undecided)."""
+    """One record per finished stage run (candidate and seed), with ``kept`` (None while its
+    stage is undecided)."""
     kept_by_stage = study.user_attrs.get(KEPT_ATTR, {})
     rows = []
     for trial in sorted(job_results(study).values(), key=lambda t: t.number):

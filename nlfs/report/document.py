@@ -313,12 +313,15 @@ def _friedman_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
 
 
 def _funnel_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
+    from nlfs.experiments.cuts import CUT_RULE, verdict
+    from nlfs.experiments.funnel import tau_text
+
     funnel = report.funnel
     assert funnel is not None  # checked by the caller
     blocks: list[Block] = [
         Heading(f"Elimination funnel ({funnel.study})"),
         Table(
-            ("Stage", "Name", "Ran", "Failed", "Kept"),
+            ("Stage", "Name", "Ran", "Failed", "Kept", "Seeds", "Noise", "Margin", "Cut", "τ"),
             tuple(
                 tuple(
                     Entry(t)
@@ -328,17 +331,30 @@ def _funnel_blocks(report: Report, figures: Sequence[Figure]) -> list[Block]:
                         str(s.ran),
                         str(s.failed),
                         "undecided" if s.kept is None else str(s.kept),
+                        str(s.seeds),
+                        num(s.noise),
+                        num(s.margin),
+                        verdict(s.clear),
+                        tau_text(s) if s.stage else "–",
                     )
                 )
                 for s in funnel.stages
             ),
+        ),
+        Paragraph(
+            "Each stage trains every candidate with the same seeds and keeps the best by the "
+            f"mean fitness over them; a candidate with a failed run drops out. {CUT_RULE} – where "
+            "a stage has one seed, or dropped no candidate that scored. "
+            "τ: Kendall's tau-b between the previous stage's means and this stage's over the "
+            "candidates both scored, with a percentile bootstrap 95% interval over candidates "
+            "(– with fewer than 3)."
         ),
     ]
     blocks += [fig for fig in figures if fig.path == "figures/funnel.png"]
     if funnel.survivors:
         blocks.append(
             Table(
-                ("Survivor", "Fitness"),
+                ("Survivor", "Mean fitness"),
                 tuple((Entry(s.candidate), Entry(num(s.fitness))) for s in funnel.survivors),
                 "Kept by the last decided stage",
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure as MplFigure
 
+from nlfs.experiments.cuts import verdict
 from nlfs.experiments.funnel import Funnel
 from nlfs.report.build import Report
 from nlfs.report.document import Figure
@@ -132,12 +133,18 @@ def box_plot(title: str, groups: list[tuple[str, tuple[float, ...]]], metric: st
 
 
 def funnel_plot(funnel: Funnel) -> MplFigure:
-    """Bars of candidates run and kept per elimination stage."""
+    """Bars of candidates run and kept per elimination stage; each decided cut is labelled
+    clear or within noise (:mod:`nlfs.experiments.cuts`)."""
     fig = MplFigure(figsize=(max(4.0, 1.2 * len(funnel.stages) + 1.5), 3.2))
     ax = fig.add_subplot()
     xs = range(len(funnel.stages))
     ax.bar([x - 0.2 for x in xs], [s.ran for s in funnel.stages], width=0.4, label="ran")
     ax.bar([x + 0.2 for x in xs], [s.kept or 0 for s in funnel.stages], width=0.4, label="kept")
+    for x, stage in zip(xs, funnel.stages, strict=True):
+        if stage.clear is not None:
+            ax.text(
+                x + 0.2, stage.kept or 0, verdict(stage.clear), ha="center", va="bottom", fontsize=7
+            )
     ax.set_xticks(list(xs), [s.name for s in funnel.stages], fontsize=8)
     ax.set_ylabel("candidates")
     ax.set_title(f"Elimination funnel: {funnel.study}", fontsize=10)

@@ -6,11 +6,21 @@ intervals; Holm and Benjamini-Hochberg corrections; win/tie/loss counts with a s
 settings (one value per setting, Demsar 2006), Wilcoxon signed-rank tests of each loss against the
 baseline, Friedman's test with Nemenyi's critical difference, and Friedman-rank comparisons with
 the baseline as control under Holm's step-down. :func:`analyse` puts them together for a
-report.
+report. Rank agreement between two scores of the same candidates (Kendall, Spearman, top-k
+overlap, regret) tells whether a cheap ranking carries to an expensive one.
 """
 
 from nlfs.stats._common import StatsError, TestResult
 from nlfs.stats.across import SettingsComparison, wilcoxon_across_settings
+from nlfs.stats.agreement import (
+    Correlation,
+    RankAgreement,
+    Regret,
+    TopKOverlap,
+    rank_agreement,
+    regret,
+    top_k_overlap,
+)
 from nlfs.stats.bootstrap import DEFAULT_RESAMPLES, ConfidenceInterval, bootstrap_mean_diff
 from nlfs.stats.compare import (
     Analysis,
@@ -45,12 +55,16 @@ __all__ = [
     "ConfidenceInterval",
     "ControlComparison",
     "ControlResult",
+    "Correlation",
     "FriedmanResult",
     "NemenyiResult",
+    "RankAgreement",
+    "Regret",
     "Setting",
     "SettingsComparison",
     "StatsError",
     "TestResult",
+    "TopKOverlap",
     "WinTieLoss",
     "analyse",
     "benjamini_hochberg",
@@ -69,8 +83,11 @@ __all__ = [
     "nemenyi_q",
     "pair_by_seed",
     "paired_t",
+    "rank_agreement",
+    "regret",
     "resolve_baseline",
     "sign_test",
+    "top_k_overlap",
     "welch_t",
     "wilcoxon_across_settings",
     "wilcoxon_signed_rank",

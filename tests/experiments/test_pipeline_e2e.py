@@ -56,24 +56,36 @@ def test_eliminate_transfer_report(tmp_path, monkeypatch):
     )
 
     elim = _invoke(
-        "eliminate", "--study", "s", "--stages", str(stages), "--device", "cpu", "--json"
+        "eliminate",
+        "--study",
+        "s",
+        "--stages",
+        str(stages),
+        "--seeds",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
     )
     runs = elim["records"]
-    assert [sum(r["stage"] == i for r in runs) for i in (0, 1)] == [3, 2]
+    assert [sum(r["stage"] == i for r in runs) for i in (0, 1)] == [3 * 2, 2 * 2]
     assert len(elim["finalists"]) == 1
-    stage1 = sorted(
-        (r for r in runs if r["stage"] == 1 and r["fitness"] is not None),
-        key=lambda r: -r["fitness"],
-    )
-    assert elim["finalists"][0]["key"] == stage1[0]["key"]
+    stage1: dict[str, list[float]] = {}
+    for r in runs:
+        if r["stage"] == 1:
+            stage1.setdefault(r["key"], []).append(r["fitness"])
+    assert elim["finalists"][0]["key"] == max(stage1, key=lambda k: statistics.fmean(stage1[k]))
+    assert [(s["ran"], s["kept"], s["seeds"]) for s in elim["stages"]] == [(3, 2, 2), (2, 1, 2)]
+    kept_mean, dropped_mean = sorted(map(statistics.fmean, stage1.values()), reverse=True)
+    assert elim["stages"][1]["margin"] == pytest.approx(kept_mean - dropped_mean)
     assert (
         _invoke("eliminate", "--study", "s", "--stages", str(stages), "--json")["finalists"]
         == elim["finalists"]
-    )  # resumed: nothing re-run, same answer
+    )  # resumed with the default of 2 seeds: nothing re-run, same answer
     eliminated = optuna.load_study(
         study_name="s-eliminate", storage=resolve_storage(None, "s-eliminate")
     )
-    assert len(eliminated.get_trials()) == 5
+    assert len(eliminated.get_trials()) == (3 + 2) * 2
 
     losses = ",".join(["ce", *elim["transfer_losses"]])
     out = _invoke(
@@ -113,9 +125,10 @@ def test_eliminate_transfer_report(tmp_path, monkeypatch):
         assert cell in html, f"{loss}: {cell} not in the report"
     assert "data:image/png;base64," in html
     assert "Elimination funnel (s-eliminate)" in html
-    for stage in (0, 1):  # the funnel matches the stored stage runs
+    for stage in (0, 1):  # the funnel matches the stored stage runs (candidates, not runs)
         ran = [r for r in runs if r["stage"] == stage]
-        failed = sum(r["failure_kind"] is not None for r in ran)
-        kept = sum(bool(r["kept"]) for r in ran)
-        row = [stage + 1, f"stage{stage + 1}", len(ran), failed, kept]
+        failed = len({r["key"] for r in ran if r["failure_kind"] is not None})
+        kept = len({r["key"] for r in ran if r["kept"]})
+        row = [stage + 1, f"stage{stage + 1}", len({r["key"] for r in ran}), failed, kept, 2]
         assert "".join(f"<td>{v}</td>" for v in row) in html
+    assert "A cut is clear when the margin exceeds the noise" in html

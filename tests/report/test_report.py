@@ -272,3 +272,91 @@ def test_report_with_funnel_renders_it(tmp_path):
     assert "Elimination funnel" in md and "mul(y, b)" in md and "figures/funnel.png" in md
     data = strict_json((tmp_path / "report.json").read_text())
     assert data["funnel"]["survivors"][0]["candidate"] == "mul(y, b)"
+
+
+# stage -> candidate -> fitness per seed (0, 1): stage 1 keeps b, a, d; stage 2 keeps a.
+TWO_SEEDS = {
+    0: {
+        "a": (0.60, 0.64),
+        "b": (0.70, 0.66),
+        "c": (0.50, 0.58),
+        "d": (0.55, 0.57),
+        "e": (0.40, 0.44),
+    },
+    1: {"a": (0.80, 0.90), "b": (0.75, 0.77), "d": (0.70, 0.60)},
+}
+TWO_SEEDS_KEPT = {0: ["a", "b", "d"], 1: ["a"]}
+
+
+def _two_seed_study() -> optuna.Study:
+    """Two stages of ``nlfs eliminate`` with 2 seeds, as it stores them (config included)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("kind", "eliminate")
+    study.set_user_attr("config", {"seed": 0, "seeds": 2, "stages": [{"name": "short"}, {}]})
+    for stage, cands in TWO_SEEDS.items():
+        for cand, values in cands.items():
+            for seed, value in enumerate(values):
+                trial = study.ask()
+                attrs = {
+                    "job": f"{stage}|{cand}|{seed}",
+                    "stage": stage,
+                    "candidate": f"mul(y, {cand})",
+                    "key": cand,
+                    "seed": seed,
+                    "fitness": value,
+                    "failure_kind": None,
+                }
+                for k, v in attrs.items():
+                    trial.set_user_attr(k, v)
+                study.tell(trial, value)
+    study.set_user_attr("kept", {str(s): keys for s, keys in TWO_SEEDS_KEPT.items()})
+    return study
+
+
+def test_funnel_judges_each_cut_against_the_seed_noise():
+    """Noise: numpy's pooled within-candidate sd; margin: last kept mean - best dropped mean;
+    clear when the margin exceeds the noise; tau between stages as scipy computes it."""
+    funnel = funnel_from_study(_two_seed_study())
+    means = {s: {k: float(np.mean(v)) for k, v in c.items()} for s, c in TWO_SEEDS.items()}
+    for stage, summary in zip(TWO_SEEDS, funnel.stages, strict=True):
+        values = np.array(list(TWO_SEEDS[stage].values()))
+        noise = float(np.sqrt(np.mean(np.var(values, axis=1, ddof=1))))
+        kept = [m for k, m in means[stage].items() if k in TWO_SEEDS_KEPT[stage]]
+        dropped = [m for k, m in means[stage].items() if k not in TWO_SEEDS_KEPT[stage]]
+        assert summary.seeds == 2
+        assert summary.noise == pytest.approx(noise)
+        assert summary.margin == pytest.approx(min(kept) - max(dropped))
+        assert summary.clear is (min(kept) - max(dropped) > noise)
+    # by hand: stage 1 cuts d (0.56) from c (0.54) inside a noise of 0.034; stage 2 cuts a
+    # (0.85) from b (0.76) outside a noise of 0.058
+    assert [s.clear for s in funnel.stages] == [False, True]
+    common = list(TWO_SEEDS[1])
+    tau = stats.kendalltau([means[0][k] for k in common], [means[1][k] for k in common])
+    assert funnel.stages[0].tau is None
+    assert (funnel.stages[1].tau, funnel.stages[1].tau_n) == (pytest.approx(tau.statistic), 3)
+    assert funnel.stages[1].tau == pytest.approx(1 / 3)  # two concordant pairs, one discordant
+    assert [(s.candidate, s.fitness) for s in funnel.survivors] == [
+        ("mul(y, a)", pytest.approx(0.85))
+    ]
+
+
+def test_report_shows_the_cuts_and_the_agreement(tmp_path):
+    funnel = funnel_from_study(_two_seed_study())
+    one_setting = [r for r in synthetic_records() if (r.arch, r.augment) == ("cnn", "none")]
+    report = build_report(one_setting, source="memory", resamples=200, funnel=funnel)
+    write_report(report, tmp_path, ["md", "json"])
+    md = (tmp_path / "report.md").read_text()
+    first, second = funnel.stages
+    assert (
+        f"| 1 | short | 5 | 0 | 3 | 2 | {first.noise:.4f} | {first.margin:.4f} | within noise | – |"
+        in md
+    )
+    assert (
+        f"| 2 | stage2 | 3 | 0 | 1 | 2 | {second.noise:.4f} | {second.margin:.4f} | clear | "
+        f"{second.tau:.2f} [{second.tau_low:.2f}, {second.tau_high:.2f}] (n=3) |" in md
+    )
+    assert "A cut is clear when the margin exceeds the noise" in md
+    data = strict_json((tmp_path / "report.json").read_text())
+    assert [s["clear"] for s in data["funnel"]["stages"]] == [False, True]
+    assert data["funnel"]["stages"][1]["tau"] == pytest.approx(second.tau)
