@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("nlfs.cli.report", "Statistical report of transfer results."),
     "compare": ("nlfs.cli.compare", "Compare search strategies on equal budgets."),
     "ablate": ("nlfs.cli.ablate", "Compare search-space variants with one strategy."),
+    "fidelity": ("nlfs.cli.fidelity", "Does the surrogate's ranking carry to a target setting?"),
 }
 
 

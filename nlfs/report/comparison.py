@@ -8,16 +8,15 @@ number shown can be read back), ``report.md``, a self-contained ``report.html`` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from nlfs.errors import ConfigError
 from nlfs.report.comparison_analysis import METRIC_LABELS, analyse
 from nlfs.report.document import Block, Bullets, Entry, Figure, Heading, Paragraph, Table, num
 from nlfs.report.document import pval as _pval
+from nlfs.report.summary import SUMMARY_FORMATS, write_summary_report
 
-COMPARISON_FORMATS = ("md", "html", "json")
+COMPARISON_FORMATS = SUMMARY_FORMATS
 TITLES = {"compare": "Search strategies compared", "ablate": "Search-space ablation"}
 DASH = "–"
 
@@ -38,35 +37,17 @@ def write_comparison_report(
     Raises:
         ConfigError: an unknown format, or an output folder that cannot be created.
     """
-    formats = tuple(formats)
-    unknown = [f for f in formats if f not in COMPARISON_FORMATS]
-    if unknown:
-        raise ConfigError(
-            f"unknown report format {unknown[0]!r}; choose from {', '.join(COMPARISON_FORMATS)}"
-        )
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create output folder {out}: {err.strerror}") from None
-    analysis = analyse(facts)
-    summary = {**facts, "analysis": analysis}
-    if "json" in formats:
-        (out / "summary.json").write_text(
-            json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
-    if "md" in formats or "html" in formats:
-        from nlfs.report import html, markdown  # renderers and matplotlib load on demand
-        from nlfs.report.comparison_plots import write_comparison_figures
+    from nlfs.report.comparison_plots import write_comparison_figures
 
-        figures = write_comparison_figures(facts, analysis, out)
-        if "md" in formats:
-            text = markdown.render(layout(facts, analysis, figures, latex=False))
-            (out / "report.md").write_text(text, encoding="utf-8")
-        if "html" in formats:
-            text = html.render(layout(facts, analysis, figures, latex=True), out)
-            (out / "report.html").write_text(text, encoding="utf-8")
-    return summary
+    analysis = analyse(facts)
+    return write_summary_report(
+        facts,
+        analysis,
+        out_dir,
+        formats,
+        figures=lambda out: write_comparison_figures(facts, analysis, out),
+        layout=lambda figures, html: layout(facts, analysis, figures, latex=html),
+    )
 
 
 def pval(p: float | None) -> str:
