@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from nlfs.stats.records import RunRecord
@@ -29,3 +31,37 @@ def synthetic_records() -> list[RunRecord]:
                 value = base + shift[loss] + seed_effect[k] + rng.normal(0, 0.002)
                 out.append(RunRecord(loss, arch, dataset, augment, k, "test_acc", value))
     return out
+
+
+def strict_json(text: str):
+    """Parse JSON as the standard has it: NaN and Infinity (which ``json.loads`` accepts) fail."""
+
+    def refuse(token: str):
+        raise ValueError(f"not strict JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def json_numbers(node) -> list[float]:
+    """Every number in a parsed JSON document (booleans are not numbers)."""
+    if isinstance(node, bool):
+        return []
+    if isinstance(node, int | float):
+        return [float(node)]
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        return [x for item in node for x in json_numbers(item)]
+    return []
+
+
+def markdown_table(text: str, first_column: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose header starts with ``first_column``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows

@@ -24,19 +24,9 @@ DASH = "–"
 def write_comparison_report(
     facts: dict, out_dir: Path, formats: Iterable[str] = COMPARISON_FORMATS
 ) -> dict:
-    """Analyse ``facts`` and write the report in ``formats`` under ``out_dir`` (created).
-
-    Args:
-        facts: the collected facts of one comparison or ablation (see the summary schema).
-        out_dir: the output folder; figures go to ``out_dir/figures`` when md or html is asked.
-        formats: any of ``"md"``, ``"html"``, ``"json"`` (``summary.json``).
-
-    Returns:
-        The summary: ``facts`` plus ``{"analysis": ...}``, as written to ``summary.json``.
-
-    Raises:
-        ConfigError: an unknown format, or an output folder that cannot be created.
-    """
+    """Analyse the facts of one comparison or ablation and write the report (see
+    :func:`nlfs.report.summary.write_summary_report` for the formats, the return value and the
+    errors)."""
     from nlfs.report.comparison_plots import write_comparison_figures
 
     analysis = analyse(facts)

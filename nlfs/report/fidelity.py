@@ -189,19 +189,9 @@ def analyse(facts: dict) -> dict:
 def write_fidelity_report(
     facts: dict, out_dir: Path, formats: Iterable[str] = FIDELITY_FORMATS
 ) -> dict:
-    """Analyse ``facts`` and write the report in ``formats`` under ``out_dir`` (created).
-
-    Args:
-        facts: the collected facts of one fidelity run.
-        out_dir: the output folder; figures go to ``out_dir/figures`` when md or html is asked.
-        formats: any of ``"md"``, ``"html"``, ``"json"`` (``summary.json``).
-
-    Returns:
-        The summary: ``facts`` plus ``{"analysis": ...}``, as written to ``summary.json``.
-
-    Raises:
-        ConfigError: an unknown format, or an output folder that cannot be created.
-    """
+    """Analyse the facts of one fidelity run and write the report (see
+    :func:`nlfs.report.summary.write_summary_report` for the formats, the return value and the
+    errors)."""
     from nlfs.report.fidelity_plots import write_fidelity_figures
 
     analysis = analyse(facts)

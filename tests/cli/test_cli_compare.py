@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from report_fixtures import strict_json
 from search_fakes import MICRO_SHORT
 
 from nlfs.cli import cli
@@ -16,13 +17,6 @@ from nlfs.experiments.arms import base_table, strategy_arms, variant_arms
 from nlfs.experiments.compare import Comparison, collect
 
 pytestmark = pytest.mark.fmnist
-
-
-def _strict(text: str) -> dict:
-    def refuse(token):
-        raise ValueError(f"non-strict JSON constant {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def _invoke(args: list[str]):
@@ -43,7 +37,7 @@ def _common(tmp_path, budget: int, seeds: int) -> list[str]:
 def compared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli_compare")
     _invoke(["compare", "--strategies", "random,tpe,regevo", *_common(tmp, 4, 2), "--json"])
-    return tmp, _strict((tmp / "report" / "summary.json").read_text())
+    return tmp, strict_json((tmp / "report" / "summary.json").read_text())
 
 
 def test_compare_summary_holds_the_facts_recomputed_from_storage(compared):
@@ -80,13 +74,13 @@ def test_compare_report_files_and_report_only_rebuilds_them_without_training(com
     args = _common(tmp, 4, 2)
     args[args.index("--out") + 1] = str(out)
     _invoke(["compare", "--strategies", "random,tpe,regevo", *args, "--report-only", "--json"])
-    assert _strict((out / "summary.json").read_text()) == summary
+    assert strict_json((out / "summary.json").read_text()) == summary
 
 
 def test_ablate_runs_variants_with_one_strategy(tmp_path):
     _invoke(["ablate", "--spaces", "cell,cell_yp", "--strategy", "random",
              *_common(tmp_path, 3, 1), "--json"])  # fmt: skip
-    summary = _strict((tmp_path / "report" / "summary.json").read_text())
+    summary = strict_json((tmp_path / "report" / "summary.json").read_text())
     assert summary["kind"] == "ablate" and summary["axis"] == "variant"
     names = [a["name"] for a in summary["arms"]]
     assert names == ["cell", "cell_yp"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from report_fixtures import strict_json
 from search_fakes import MICRO_SHORT
 
 from nlfs.cli import cli
@@ -17,13 +18,6 @@ from nlfs.search.workers import run_search
 pytestmark = pytest.mark.fmnist
 
 NANO_GRID = str(Path(__file__).parents[1] / "profiles" / "nano_transfer.toml")
-
-
-def _strict(text: str) -> dict:
-    def refuse(token):
-        raise ValueError(f"non-strict JSON constant {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def test_fidelity_writes_a_summary_of_the_stored_results_and_report_only_rebuilds_it(
@@ -37,7 +31,7 @@ def test_fidelity_writes_a_summary_of_the_stored_results_and_report_only_rebuild
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "r")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "report:" in result.output
-    summary = _strict((tmp_path / "r" / "summary.json").read_text())
+    summary = strict_json((tmp_path / "r" / "summary.json").read_text())
     facts = collect(Fidelity("s", load_target(NANO_GRID), candidates=4, top=3), storage)
     assert {k: v for k, v in summary.items() if k != "analysis"} == json.loads(json.dumps(facts))
     verdict = summary["analysis"]["verdict"]
@@ -51,7 +45,7 @@ def test_fidelity_writes_a_summary_of_the_stored_results_and_report_only_rebuild
     again = [*args, "--out", str(tmp_path / "again"), "--report-only", "--json"]
     result = CliRunner().invoke(cli, again, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert _strict((tmp_path / "again" / "summary.json").read_text()) == summary
+    assert strict_json((tmp_path / "again" / "summary.json").read_text()) == summary
 
 
 def test_a_study_that_is_not_a_search_is_refused(tmp_path):

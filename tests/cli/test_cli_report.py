@@ -7,7 +7,7 @@ import sys
 
 import optuna
 import pytest
-from report_fixtures import synthetic_records
+from report_fixtures import strict_json, synthetic_records
 
 from nlfs.cli import main
 from nlfs.stats.records import write_csv
@@ -66,10 +66,7 @@ def test_report_with_one_seed_per_setting_writes_null_p_values(tmp_path, monkeyp
     )
     assert code == 0, err
 
-    def refuse(token):
-        raise ValueError(f"not strict JSON: {token}")
-
-    data = json.loads((out_dir / "report.json").read_text(), parse_constant=refuse)
+    data = strict_json((out_dir / "report.json").read_text())
     assert [t["p_value"] for c in data["comparisons"] for t in c["tests"]] == [None] * 16
     assert len(data["across_settings"]["wilcoxon"]) == 2
     md = (out_dir / "report.md").read_text()

@@ -10,6 +10,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from report_fixtures import json_numbers, markdown_table, strict_json
 from scipy import stats
 
 from nlfs.errors import ConfigError
@@ -103,13 +104,6 @@ def make_facts(arms: int, seeds=SEEDS, reevaluate: int = 2) -> dict:
             for index, name in enumerate(names)
         ],
     }
-
-
-def strict_json(text: str):
-    def refuse(token: str):
-        raise ValueError(f"not strict JSON: {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def values(facts: dict, arm: int, metric: str) -> list[float]:
@@ -272,29 +266,6 @@ def written(tmp_path_factory):
     facts = make_facts(3)
     summary = write_comparison_report(facts, out)
     return facts, summary, out
-
-
-def json_numbers(node) -> list[float]:
-    if isinstance(node, bool):
-        return []
-    if isinstance(node, int | float):
-        return [float(node)]
-    if isinstance(node, dict):
-        node = list(node.values())
-    if isinstance(node, list):
-        return [x for item in node for x in json_numbers(item)]
-    return []
-
-
-def markdown_table(text: str, first_column: str) -> list[list[str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split(" | ")])
-    return rows
 
 
 def test_summary_json_is_strict_and_holds_every_headline_number(written):

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from report_fixtures import json_numbers, markdown_table, strict_json
 from scipy import stats
 
 from nlfs.errors import ConfigError
@@ -98,36 +99,6 @@ def scipy_pair(x: list, y: list) -> tuple[float, float, int]:
     keep = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None]
     a, b = zip(*keep, strict=True)
     return stats.kendalltau(a, b).statistic, stats.spearmanr(a, b).statistic, len(keep)
-
-
-def strict_json(text: str):
-    def refuse(token: str):
-        raise ValueError(f"not strict JSON: {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def json_numbers(node) -> list[float]:
-    if isinstance(node, bool):
-        return []
-    if isinstance(node, int | float):
-        return [float(node)]
-    if isinstance(node, dict):
-        node = list(node.values())
-    if isinstance(node, list):
-        return [x for item in node for x in json_numbers(item)]
-    return []
-
-
-def markdown_table(text: str, first_column: str) -> list[list[str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split(" | ")])
-    return rows
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ the HTML stands alone with its figures embedded; elimination funnels from a stud
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 
 import numpy as np
 import optuna
 import pytest
-from report_fixtures import LOSSES, SETTINGS, synthetic_records
+from report_fixtures import LOSSES, SETTINGS, strict_json, synthetic_records
 from scipy import stats
 
 from nlfs.report import FORMATS, build_report, funnel_from_study, parse_formats, stars, write_report
@@ -36,15 +35,6 @@ def written(tmp_path_factory):
     report = build_report(records, source=str(csv_path), baseline="ce", seed=0, resamples=2000)
     files = write_report(report, folder / "out", FORMATS)
     return records, report, folder / "out", files
-
-
-def strict_json(text: str):
-    """Parse JSON as the standard has it: NaN and Infinity (which ``json.loads`` accepts) fail."""
-
-    def refuse(token: str):
-        raise ValueError(f"not strict JSON: {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def group(records, setting, loss):
