@@ -79,6 +79,11 @@ from nlfs.errors import DataError
     help="Elimination study whose funnel to include (same --storage).",
 )
 @click.option(
+    "--fidelity",
+    "fidelity_study",
+    help="Fidelity study (nlfs fidelity) whose section to include (same --storage).",
+)
+@click.option(
     "--resamples",
     default=10_000,
     show_default=True,
@@ -101,6 +106,7 @@ def report(
     tie_tolerance,
     lower_is_better,
     eliminate_study,
+    fidelity_study,
     resamples,
     seed,
     as_json,
@@ -133,6 +139,12 @@ def report(
     funnel = None
     if eliminate_study is not None:
         funnel = funnel_from_study(load_existing_study(eliminate_study, storage))
+    fidelity = None
+    if fidelity_study is not None:
+        from nlfs.experiments.fidelity import collect, from_study
+
+        experiment = from_study(load_existing_study(fidelity_study, storage))
+        fidelity = collect(experiment, storage)
     built = build_report(
         records,
         source=source,
@@ -148,7 +160,7 @@ def report(
         funnel=funnel,
         notes=notes,
     )
-    written = write_report(built, out_dir, chosen)
+    written = write_report(built, out_dir, chosen, fidelity=fidelity)
     a = built.analysis
     if as_json:
         echo_json(

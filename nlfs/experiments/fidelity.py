@@ -157,6 +157,9 @@ def prepare(fidelity: Fidelity, storage: Any) -> tuple[optuna.Study, int, int]:
         resolve_storage(storage, name),
         attrs={"kind": KIND, "config": stored, "config_hash": config_hash(stored)},
     )
+    # The report's top-subset size is not part of the experiment (not hashed); the latest run's
+    # is kept so `nlfs report --fidelity` shows what `nlfs fidelity` showed.
+    study.set_user_attr("top", fidelity.top)
     recover_interrupted(study)
     requeue_interrupted(study)
     enqueue_jobs(study, jobs)
@@ -291,4 +294,27 @@ def load_target(name_or_path: str) -> TransferConfig:
         augment=(profile.augment,),
         seeds=2,
         profile=str(name_or_path),
+    )
+
+
+def from_study(study: optuna.Study) -> Fidelity:
+    """The experiment a fidelity grid study was made for, rebuilt from its stored recipe (for
+    ``nlfs report --fidelity STUDY``).
+
+    Raises:
+        ConfigError: the study is not a fidelity grid.
+    """
+    from nlfs.config import build
+
+    if study.user_attrs.get("kind") != KIND:
+        raise ConfigError(f"study {study.study_name!r} is not a fidelity study (nlfs fidelity)")
+    recipe = study.user_attrs["config"]
+    anchors = set(ANCHORS)
+    return Fidelity(
+        recipe["search_study"],
+        build(TransferConfig, recipe["target"], where=f"study {study.study_name} target"),
+        candidates=sum(label not in anchors for label in recipe["candidates"]),
+        seed=int(recipe["seed"]),
+        top=int(study.user_attrs.get("top", Fidelity.top)),
+        name=study.study_name,
     )

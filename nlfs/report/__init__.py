@@ -31,12 +31,18 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def write_report(
-    report: Report, out_dir: str | Path, formats: Iterable[str] = FORMATS
+    report: Report,
+    out_dir: str | Path,
+    formats: Iterable[str] = FORMATS,
+    *,
+    fidelity: dict | None = None,
 ) -> list[Path]:
     """Write ``report`` in ``formats`` under ``out_dir`` (created); return the files written.
 
     Figures go to ``out_dir/figures`` when a format shows them (md, html, tex); the HTML file
-    embeds them and stands alone.
+    embeds them and stands alone. ``fidelity``: the facts of a fidelity run
+    (:func:`nlfs.experiments.fidelity.collect`), added as a section and as ``"fidelity"`` in the
+    JSON (facts and analysis).
     """
     from nlfs.report import html, jsonout, latex, markdown  # renderers load on demand
     from nlfs.report.document import layout
@@ -55,6 +61,9 @@ def write_report(
         figures = write_figures(report, out)
         written += [out / f.path for f in figures]
         blocks = layout(report, figures)
+    extra = _fidelity_section(fidelity, out, formats) if fidelity is not None else None
+    if extra is not None:
+        blocks += extra[0]
     for fmt in formats:
         path = out / FILE_NAMES[fmt]
         if fmt == "md":
@@ -64,12 +73,32 @@ def write_report(
         elif fmt == "tex":
             path.write_text(latex.render(blocks), encoding="utf-8")
         elif fmt == "json":
-            path.write_text(
-                json.dumps(jsonout.to_json(report), indent=2, allow_nan=False) + "\n",
-                encoding="utf-8",
-            )
+            data = jsonout.to_json(report)
+            if extra is not None:
+                data["fidelity"] = extra[1]
+            path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def _fidelity_section(facts: dict, out: Path, formats: tuple[str, ...]) -> tuple[list, dict]:
+    """The fidelity report's blocks, one heading level down, and its summary."""
+    import dataclasses
+
+    from nlfs.report import fidelity as fidelity_report
+    from nlfs.report.document import Heading
+
+    analysis = fidelity_report.analyse(facts)
+    blocks = []
+    if any(f in formats for f in ("md", "html", "tex")):
+        from nlfs.report.fidelity_plots import write_fidelity_figures
+
+        figures = write_fidelity_figures(facts, analysis, out)
+        blocks = [
+            dataclasses.replace(b, level=b.level + 1) if isinstance(b, Heading) else b
+            for b in fidelity_report.layout(facts, analysis, figures, code_spans=True)
+        ]
+    return blocks, {**facts, "analysis": analysis}
 
 
 __all__ = [

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from report_fixtures import strict_json
+from report_fixtures import strict_json, synthetic_records
 from search_fakes import MICRO_SHORT
 
 from nlfs.cli import cli
 from nlfs.experiments.fidelity import Fidelity, collect, load_target
 from nlfs.search.config import load_search_config
 from nlfs.search.workers import run_search
+from nlfs.stats.records import write_csv
 
 pytestmark = pytest.mark.fmnist
 
@@ -46,6 +47,18 @@ def test_fidelity_writes_a_summary_of_the_stored_results_and_report_only_rebuild
     result = CliRunner().invoke(cli, again, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert strict_json((tmp_path / "again" / "summary.json").read_text()) == summary
+
+    # The transfer report takes the same study as its fidelity section.
+    csv = tmp_path / "results.csv"
+    write_csv(synthetic_records(), csv)
+    args = ["report", "--results", str(csv), "--fidelity", "s-fidelity", "--storage", storage,
+            "--out", str(tmp_path / "transfer"), "--format", "md,json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = strict_json((tmp_path / "transfer" / "report.json").read_text())
+    assert data["fidelity"] == summary
+    report = (tmp_path / "transfer" / "report.md").read_text()
+    assert "## Does the surrogate" in report and verdict in report
 
 
 def test_a_study_that_is_not_a_search_is_refused(tmp_path):
