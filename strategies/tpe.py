@@ -100,7 +100,7 @@ class TPEStrategy(Strategy):
         self._constants = {
             name: d.choices[0] for name, d in self._distributions.items() if d.single()
         }
-        self._storage, self._study_id = quiet_in_memory_study(_INNER_STUDY, StudyDirection.MAXIMIZE)
+        self._store, self._study_key = quiet_in_memory_study(_INNER_STUDY, StudyDirection.MAXIMIZE)
         self._study: optuna.Study | None = None
         self._asking: int | None = None  # the k whose proposals are in _trying
         self._trying: list[tuple[int, dict[str, Any]]] = []  # (inner trial id, params)
@@ -120,14 +120,14 @@ class TPEStrategy(Strategy):
                 constant_liar=True,
             )
             self._study = optuna.load_study(
-                study_name=_INNER_STUDY, storage=self._storage, sampler=sampler
+                study_name=_INNER_STUDY, storage=self._store, sampler=sampler
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             trial = self._study.ask(self._distributions)
         params = dict(trial.params)
-        trial_id = self._storage.get_trial_id_from_study_id_trial_number(
-            self._study_id, trial.number
+        trial_id = self._store.get_trial_id_from_study_id_trial_number(
+            self._study_key, trial.number
         )
         self._trying.append((trial_id, params))
         return Proposal(self.space.decode(params), mutation="tpe", params=params)
@@ -151,7 +151,7 @@ class TPEStrategy(Strategy):
         accepted = last is not None and _params_key(last.params) == _params_key(self._trying[-1][1])
         rejected = self._trying[:-1] if accepted else self._trying
         for trial_id, _ in rejected:
-            self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            self._store.set_trial_state_values(trial_id, TrialState.FAIL)
         if accepted:
             trial_id, params = self._trying[-1]
             self._running[_params_key(params)] = trial_id
@@ -170,7 +170,7 @@ class TPEStrategy(Strategy):
         values = [float(trial.fitness)] if trial.ok else None
         trial_id = self._running.pop(_params_key(params), None)
         if trial_id is not None:
-            self._storage.set_trial_state_values(trial_id, state, values)
+            self._store.set_trial_state_values(trial_id, state, values)
             return
         try:
             frozen = optuna.trial.create_trial(
@@ -180,4 +180,4 @@ class TPEStrategy(Strategy):
             raise NLFSError(
                 f"trial {trial.number}'s encoding values do not fit the space: {exc}"
             ) from exc
-        self._storage.create_new_trial(self._study_id, template_trial=frozen)
+        self._store.create_new_trial(self._study_key, template_trial=frozen)

@@ -32,7 +32,7 @@ from nlfs.errors import ConfigError
 from nlfs.experiments.arms import Arm, study_name, with_seed
 from nlfs.experiments.jobs import Job, JobSetting, enqueue_jobs, job_results, requeue_interrupted
 from nlfs.search.runner import total_rejections
-from nlfs.search.trials import counts_toward_budget
+from nlfs.search.trials import TrialCache, counts_toward_budget
 from nlfs.storage import load_existing_study, open_study, recover_interrupted, resolve_storage
 
 REEVALUATE_KIND = "reevaluate"
@@ -128,15 +128,15 @@ def run_searches(
 
 
 def _finished(name: str, storage: str, config) -> bool:
+    """Whether the study exists and its budget (or time budget) is used, as the runner counts."""
     try:
         study = load_existing_study(name, storage)
     except ConfigError:
         return False
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    used = [t for t in trials if counts_toward_budget(t)]
-    seconds = sum(float(t.user_attrs.get("seconds") or 0.0) for t in used)
+    cache = TrialCache(study)
+    cache.sync()
     limit = config.time_budget_s
-    return len(used) >= config.budget or (limit is not None and seconds >= limit)
+    return cache.counted >= config.budget or (limit is not None and cache.seconds_used >= limit)
 
 
 def reevaluation_name(comparison: Comparison) -> str:

@@ -127,7 +127,7 @@ class SearchWorker:
         self.strategy_cls = get_strategy(config.strategy)
         self.cache = TrialCache(study)
         self.recovered: list[int] = []
-        self._storage = study_storage(study)
+        self._store = study_storage(study)
         self._factory = evaluator_factory or default_evaluator
         self._evaluators: dict[str, Any] = {}
         self._on_update = on_update or (lambda worker: None)
@@ -209,19 +209,17 @@ class SearchWorker:
             intermediate_values={},
             trial_id=-1,
         )
-        trial_id = self._storage.create_new_trial(study_id_of(self.study), template_trial=template)
-        number = self._storage.get_trial_number_from_id(trial_id)
+        trial_id = self._store.create_new_trial(study_id_of(self.study), template_trial=template)
+        number = self._store.get_trial_number_from_id(trial_id)
         self._own.add(number)
         self._sync()
         if self.cache.counted_up_to(number) > self.config.budget:
-            set_trial_user_attrs(
-                self._storage, trial_id, {"failure_kind": SURPLUS, "state": SURPLUS}
-            )
+            set_trial_user_attrs(self._store, trial_id, {"failure_kind": SURPLUS, "state": SURPLUS})
             self.study.tell(number, state=TrialState.FAIL)
             return None
         if retry_of is not None and self.cache.retry_owner(retry_of) != number:
             retry_of = None  # a lower-numbered trial claimed the same retry first
-            self._storage.set_trial_user_attr(trial_id, "retry_of", None)
+            self._store.set_trial_user_attr(trial_id, "retry_of", None)
         return trial_id, number, retry_of
 
     def _candidate(self, trial_id: int, number: int, retry_of: int | None):
@@ -260,7 +258,7 @@ class SearchWorker:
         }
         if candidate.params:
             attrs["params"] = dict(candidate.params)
-        set_trial_user_attrs(self._storage, trial_id, attrs)
+        set_trial_user_attrs(self._store, trial_id, attrs)
 
     def _run_trial(self, trial_id: int, number: int, retry_of: int | None) -> None:
         try:
@@ -294,7 +292,7 @@ class SearchWorker:
             "final_acc": _finite_or_none(result.final_acc),
             "steps": result.steps,
         }
-        set_trial_user_attrs(self._storage, trial_id, outcome)
+        set_trial_user_attrs(self._store, trial_id, outcome)
         if fitness is not None:
             self.study.tell(number, fitness)
         else:

@@ -98,8 +98,8 @@ class TrialCache:
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
-        self._storage = study_storage(study)
-        self._study_id = study_id_of(study)
+        self._store = study_storage(study)
+        self._study_key = study_id_of(study)
         self.trials: dict[int, FrozenTrial] = {}
         self.counted = 0
         self.seconds_used = 0.0
@@ -192,8 +192,8 @@ class TrialCache:
         return self._next
 
     def _fetch(self, number: int) -> FrozenTrial:
-        trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
-        return self._storage.get_trial(trial_id)
+        trial_id = self._store.get_trial_id_from_study_id_trial_number(self._study_key, number)
+        return self._store.get_trial(trial_id)
 
     def refresh(self, number: int) -> FrozenTrial:
         """Re-read one trial (for example one this worker just reserved)."""
