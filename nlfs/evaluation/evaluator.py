@@ -231,4 +231,5 @@ class Evaluator:
                 data_gen=generator("data"),
                 aug_gen=generator("augment"),
                 deadline=deadline,
+                monitor=request.monitor,
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -20,15 +20,26 @@ class State(StrEnum):
     ERROR = "error"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"
+
+
+Monitor = Callable[[int, float], bool]
+"""``monitor(step, eval_acc) -> stop``: called at each evaluation point of a candidate (1-based
+step, accuracy on the evaluation split); returning True stops it there with state ``pruned``."""
 
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """One candidate to train: a loss with the ``F.cross_entropy`` signature and a seed."""
+    """One candidate to train: a loss with the ``F.cross_entropy`` signature and a seed.
+
+    ``monitor`` (optional) sees the candidate's learning curve as it is measured and may stop it
+    (pruning); the result's ``metadata["history"]`` holds every point either way.
+    """
 
     loss: nn.Module
     seed: int = 0
     name: str = ""
+    monitor: Monitor | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,8 @@ class EvalResult:
     """The outcome of training one candidate.
 
     ``fitness`` is the best validation accuracy when the state is ``ok`` and None otherwise:
-    a failed run is never a fitness.
+    a failed run is never a fitness. A ``pruned`` candidate (its monitor stopped it) has no
+    fitness either; its ``best_acc`` is the best accuracy it reached before it was stopped.
     """
 
     state: State

@@ -22,7 +22,7 @@ from torch import nn
 from nlfs.evaluation.augment import Augmenter, mixed_loss
 from nlfs.evaluation.data import Split
 from nlfs.evaluation.profiles import Profile
-from nlfs.evaluation.results import State
+from nlfs.evaluation.results import Monitor, State
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def train(
     data_gen: torch.Generator,
     aug_gen: torch.Generator,
     deadline: float,
+    monitor: Monitor | None = None,
 ) -> Outcome:
     """Train ``model`` (called through ``forward``, e.g. its compiled version) with ``loss``.
 
@@ -99,6 +100,7 @@ def train(
         data_gen: draws the data order (same seed, same order, whatever the loss).
         aug_gen: draws the augmentations.
         deadline: ``time.perf_counter()`` value after which the run stops (state timeout).
+        monitor: sees each evaluation point and may stop the run there (state pruned).
     """
     device = split.train_x.device
     channels_last = device.type == "cuda" and profile.channels_last
@@ -166,4 +168,6 @@ def train(
                     f"training accuracy {train_acc:.3f} under "
                     f"{profile.min_train_acc} at step {step}",
                 )
+        if monitor is not None and monitor(step, final) and step != profile.steps:
+            return stop(State.PRUNED, step, f"pruned at step {step} (accuracy {final:.4f})")
     return stop(State.OK, profile.steps)
