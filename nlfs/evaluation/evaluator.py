@@ -6,6 +6,13 @@ and re-initialised from each candidate's seed (identical to building it anew, an
 ``torch.compile`` reuse its graph). Seeds are paired: a seed fixes the initial weights, the data
 order and the augmentation draws, whatever the loss.
 
+Requests with the same seed are trained together in groups of up to ``group`` candidates (one
+:class:`~nlfs.evaluation.learners.StackedLearner` step for all of them): same seed, same initial
+weights, data order, augmentations and dropout masks, so a group's results equal those of the
+candidates trained one after another, within floating-point tolerance. If a group fails (a loss
+that raises, say), its candidates are trained again one at a time, so one bad loss cannot take
+the others down.
+
 Randomness: one ``numpy.random.SeedSequence([seed])`` is split into generators for the weights,
 the data order and the augmentations. Dropout (and torchvision's stochastic depth) draw from the
 global torch generator and accept no other, so each candidate trains inside
@@ -15,6 +22,7 @@ and the caller's global state is restored afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -25,12 +33,15 @@ import torch
 from nlfs.errors import ConfigError
 from nlfs.evaluation.augment import Augmenter
 from nlfs.evaluation.data import Split, load_dataset, make_split
+from nlfs.evaluation.learners import SingleLearner, StackedLearner
 from nlfs.evaluation.models import build_model, init_parameters
 from nlfs.evaluation.profiles import Profile, load_profile
 from nlfs.evaluation.results import EvalRequest, EvalResult, State
 from nlfs.evaluation.training import Outcome, train
 
 SPLITS = ("val", "test")
+DEFAULT_GROUP = {"cpu": 1, "cuda": 8}
+"""Candidates trained together by default, per device type (benchmarks/run.py measures them)."""
 _MESSAGE_CHARS = 500  # an error message longer than this is cut: it goes into trial records
 
 
@@ -69,6 +80,7 @@ class Evaluator:
         split: ``val`` trains on the training set minus a seeded held-out slice and measures on
             that slice (searches); ``test`` trains on the training set (or its subset) and
             measures on the test set (transfer only).
+        group: most candidates trained together (None: :data:`DEFAULT_GROUP` for the device).
 
     ``profile`` may be replaced later (``evaluator.profile = dataclasses.replace(...)``):
     data, model and augmentations are looked up again from its fields.
@@ -85,11 +97,15 @@ class Evaluator:
         data_dir: str | None = None,
         download: bool = False,
         split: str = "val",
+        group: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if group is not None and group < 1:
+            raise ConfigError(f"group must be at least 1, got {group}")
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self.device = resolve_device(device)
+        self.group = group if group is not None else DEFAULT_GROUP.get(self.device.type, 1)
         self.data_dir, self.download, self.split = data_dir, download, split
         self._splits: dict[tuple, Split] = {}
         self._models: dict[tuple, tuple[torch.nn.Module, object]] = {}
@@ -161,21 +177,40 @@ class Evaluator:
     def evaluate(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:
         """Train every request's loss from its seed; one result per request, in order.
 
-        For now candidates train one after another; a later version may train a group in one
-        step without changing this interface.
+        Requests with the same seed train together in groups of up to :attr:`group`.
         """
-        return [self._evaluate_one(request) for request in requests]
+        results: dict[int, EvalResult] = {}
+        by_seed: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            by_seed.setdefault(request.seed, []).append(index)
+        for indices in by_seed.values():
+            for start in range(0, len(indices), self.group):
+                chunk = indices[start : start + self.group]
+                group = self._evaluate_group([requests[i] for i in chunk])
+                results.update(zip(chunk, group, strict=True))
+        return [results[i] for i in range(len(requests))]
 
-    def _evaluate_one(self, request: EvalRequest) -> EvalResult:
+    def _evaluate_group(self, requests: Sequence[EvalRequest]) -> list[EvalResult]:
         p = self.profile
-        seeds = seed_streams(request.seed)
+        limit = p.time_limit_s * len(requests) if p.time_limit_s is not None else float("inf")
         start = time.perf_counter()
-        deadline = start + (p.time_limit_s if p.time_limit_s is not None else float("inf"))
         try:
-            outcome = self._train(request, seeds, deadline)
+            outcomes = self._train(requests, seed_streams(requests[0].seed), start + limit)
         except Exception as err:  # noqa: BLE001 - any failure of a candidate is a result
+            if len(requests) > 1:  # find out which one failed: train them one at a time
+                return [r for request in requests for r in self._evaluate_group([request])]
             text = f"{type(err).__name__}: {err}".splitlines()[0][:_MESSAGE_CHARS]
-            outcome = Outcome(State.ERROR, None, None, 0, text)
+            outcomes = [Outcome(State.ERROR, None, None, 0, text)]
+        seconds = (time.perf_counter() - start) / len(requests)  # each candidate's share
+        return [
+            self._result(request, outcome, seconds, len(requests))
+            for request, outcome in zip(requests, outcomes, strict=True)
+        ]
+
+    def _result(
+        self, request: EvalRequest, outcome: Outcome, seconds: float, group: int
+    ) -> EvalResult:
+        p = self.profile
         metadata = {
             "profile": p.name,
             "dataset": p.dataset,
@@ -187,6 +222,7 @@ class Evaluator:
             "device": str(self.device),
             "seed": request.seed,
             "name": request.name,
+            "group": group,
             "history": list(outcome.history),
             "profile_config": dataclasses.asdict(p),
         }
@@ -195,41 +231,63 @@ class Evaluator:
             best_acc=outcome.best_acc,
             final_acc=outcome.final_acc,
             steps=outcome.steps,
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
             profile=p.name,
             device=str(self.device),
             message=outcome.message,
             metadata=metadata,
         )
 
-    def _train(self, request: EvalRequest, seeds: dict[str, int], deadline: float) -> Outcome:
+    def _learner(self, requests: Sequence[EvalRequest], generator: torch.Generator):
+        p = self.profile
+        model, forward = self._model(generator)
+        losses = [
+            r.loss.to(self.device) if isinstance(r.loss, torch.nn.Module) else r.loss
+            for r in requests
+        ]
+        options = {"lr": p.lr, "weight_decay": p.weight_decay, "bf16": p.bf16}
+        if len(requests) == 1:
+            channels_last = self.device.type == "cuda" and p.channels_last
+            return SingleLearner(
+                model, forward, losses[0], self.device, channels_last=channels_last, **options
+            )
+        return StackedLearner(model, losses, self.device, **options)
+
+    def _train(
+        self, requests: Sequence[EvalRequest], seeds: dict[str, int], deadline: float
+    ) -> list[Outcome]:
         split = self.data()
         augmenter = self.augmenter()
 
         def generator(name: str) -> torch.Generator:
             return torch.Generator(device=self.device).manual_seed(seeds[name])
 
-        model, forward = self._model(generator("init"))
-        loss = (
-            request.loss.to(self.device)
-            if isinstance(request.loss, torch.nn.Module)
-            else request.loss
-        )
+        learner = self._learner(requests, generator("init"))
         cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=cuda), self._backend():
             torch.default_generator.manual_seed(seeds["dropout"])
             if cuda:
                 with torch.cuda.device(self.device):  # the evaluator's GPU, not the current one
                     torch.cuda.manual_seed(seeds["dropout"])
             return train(
-                model,
-                forward,
-                loss,
+                learner,
                 split,
                 augmenter,
                 self.profile,
                 data_gen=generator("data"),
                 aug_gen=generator("augment"),
                 deadline=deadline,
-                monitor=request.monitor,
+                monitors=[r.monitor for r in requests],
+                graph=self.profile.cuda_graph and not self.profile.compile,
             )
+
+    def _backend(self) -> contextlib.AbstractContextManager:
+        """cuDNN picks the fastest convolution algorithms for the profile's shapes (CUDA)."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.backends.cudnn.flags(
+            enabled=True,
+            benchmark=True,
+            deterministic=False,
+            allow_tf32=torch.backends.cudnn.allow_tf32,
+        )

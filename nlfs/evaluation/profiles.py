@@ -53,6 +53,9 @@ class Profile:
         compile: ``torch.compile`` the model (CUDA only).
         channels_last: channels-last memory format (CUDA only).
         bf16: bfloat16 autocast (CUDA only).
+        cuda_graph: capture the training step in a CUDA graph and replay it (CUDA only; not
+            with ``compile``); a step that cannot be captured runs eagerly, and the result's
+            message says why.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Profile:
     compile: bool = False
     channels_last: bool = True
     bf16: bool = True
+    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         positive = (

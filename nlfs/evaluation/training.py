@@ -1,26 +1,32 @@
-"""The training loop of one candidate: the paper's recipe with every number from the profile.
+"""The training loop: the paper's recipe with every number from the profile, for one candidate
+or a group trained together (:mod:`~nlfs.evaluation.learners`).
 
 Adam, linear warm-up then cosine decay per step, a fixed number of steps and batch size, an
-evaluation every ``eval_every`` steps; fitness is the best evaluation accuracy. The loop stops at
-once on a non-finite loss or gradient (``nan``), gives up when the training accuracy is still
-under ``min_train_acc`` at the first evaluation from step ``give_up_after`` (``diverged``), and
-stops when the wall-clock deadline passes (``timeout``).
+evaluation every ``eval_every`` steps; fitness is the best evaluation accuracy. A candidate stops
+on a non-finite loss or gradient (``nan``, at the step where it happened), gives up when its
+training accuracy is still under ``min_train_acc`` at the first evaluation from step
+``give_up_after`` (``diverged``), stops when its monitor says so at an evaluation point
+(``pruned``), and all stop when the wall-clock deadline passes (``timeout``).
+
+The step leaves its flags on the device; the loop reads them every step on the CPU (a read
+costs nothing there) and at evaluation points on an accelerator (a read waits for the queue).
+Either way a candidate's outcome is the same: a non-finite step is found before the next
+evaluation, and nothing measured after it counts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
-from nlfs.evaluation.augment import Augmenter, mixed_loss
+from nlfs.evaluation.augment import Augmenter
 from nlfs.evaluation.data import Split
+from nlfs.evaluation.learners import GraphedStep, SingleLearner, StackedLearner
 from nlfs.evaluation.profiles import Profile
 from nlfs.evaluation.results import Monitor, State
 
@@ -46,40 +52,22 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA when the profile asks for it; nothing elsewhere."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+class _Track:
+    """One candidate's progress through the loop."""
 
+    def __init__(self, monitor: Monitor | None) -> None:
+        self.monitor = monitor
+        self.outcome: Outcome | None = None
+        self.best: float | None = None
+        self.final: float | None = None
+        self.history: list[dict[str, Any]] = []
 
-@torch.no_grad()
-def accuracy(
-    model: Callable,
-    augmenter: Augmenter,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    batch_size: int,
-    amp: Callable[[], contextlib.AbstractContextManager],
-    channels_last: bool = False,
-) -> float:
-    """Top-1 accuracy of ``model`` on uint8 ``images`` (upscaled and normalised, no
-    augmentation), computed in batches; the count stays on the device until the end."""
-    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
-    for start in range(0, len(images), batch_size):
-        x = augmenter.prepare(images[start : start + batch_size])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with amp():
-            logits = model(x)
-        correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum()
-    return correct.item() / len(images)
+    def stop(self, state: State, step: int, message: str = "") -> None:
+        self.outcome = Outcome(state, self.best, self.final, step, message, tuple(self.history))
 
 
 def train(
-    model: nn.Module,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    learner: SingleLearner | StackedLearner,
     split: Split,
     augmenter: Augmenter,
     profile: Profile,
@@ -87,87 +75,92 @@ def train(
     data_gen: torch.Generator,
     aug_gen: torch.Generator,
     deadline: float,
-    monitor: Monitor | None = None,
-) -> Outcome:
-    """Train ``model`` (called through ``forward``, e.g. its compiled version) with ``loss``.
+    monitors: Sequence[Monitor | None] = (),
+    graph: bool = False,
+) -> list[Outcome]:
+    """Train the learner's candidates together; one outcome per candidate, in order.
 
     Args:
-        model: the freshly initialised model (its parameters are optimised).
-        forward: the callable used for forward passes.
-        loss: any module with the ``F.cross_entropy(logits, target)`` signature.
+        learner: the freshly initialised candidates with their losses.
         split: training and evaluation images on the device.
         augmenter: the profile's augmentation pipeline.
         data_gen: draws the data order (same seed, same order, whatever the loss).
         aug_gen: draws the augmentations.
         deadline: ``time.perf_counter()`` value after which the run stops (state timeout).
-        monitor: sees each evaluation point and may stop the run there (state pruned).
+        monitors: per candidate, an optional monitor of its evaluation points (pruning).
+        graph: capture the step in a CUDA graph (CUDA only).
     """
     device = split.train_x.device
-    channels_last = device.type == "cuda" and profile.channels_last
-    amp = lambda: autocast(device, profile.bf16)  # noqa: E731 - a fresh context each use
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=profile.lr, weight_decay=profile.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, profile.warmup_steps, profile.steps)
-    )
+    tracks = [_Track(m) for m in (list(monitors) or [None] * learner.size)]
+    step_fn = GraphedStep(learner) if graph and device.type == "cuda" else learner.step
+    check_every = 1 if device.type == "cpu" else profile.eval_every
     n, batch_size = len(split.train_x), min(profile.batch_size, len(split.train_x))
-    order, position = None, n
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen, history, best, final = 0, [], None, None
+    order, position, seen = None, n, 0
     give_up_checked = profile.give_up_after is None
 
-    def stop(state: State, step: int, message: str = "") -> Outcome:
-        return Outcome(state, best, final, step, message, tuple(history))
+    def running() -> list[tuple[int, _Track]]:
+        return [(k, t) for k, t in enumerate(tracks) if t.outcome is None]
 
-    model.train()
+    def stop(k: int, state: State, step: int, message: str) -> None:
+        tracks[k].stop(state, step, message)
+        learner.deactivate(k)
+
+    learner.train()
     for step in range(1, profile.steps + 1):
         if position + batch_size > n:  # a new epoch: drop the last partial batch
             order, position = torch.randperm(n, generator=data_gen, device=device), 0
         index = order[position : position + batch_size]
         position += batch_size
-        batch = augmenter(split.train_x[index], split.train_y[index], aug_gen)
-        x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
-        with amp():
-            logits = forward(x)
-        value = mixed_loss(loss, logits.float(), batch)
-        optimizer.zero_grad(set_to_none=True)
-        if value.requires_grad:  # a loss that ignores p has no gradient: nothing to learn
-            value.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=device)
-        if not torch.isfinite(value.detach() + norm).item():
-            return stop(State.NAN, step, f"non-finite loss or gradient at step {step}")
-        optimizer.step()
-        schedule.step()
-        correct += (logits.detach().argmax(dim=1) == batch.y).sum()
+        learner.set_lr(profile.lr * lr_factor(step - 1, profile.warmup_steps, profile.steps))
+        step_fn(augmenter(split.train_x[index], split.train_y[index], aug_gen))
         seen += batch_size
+        at_eval = step % profile.eval_every == 0 or step == profile.steps
+        if at_eval or step % check_every == 0:
+            for k, bad in enumerate(learner.first_bad()):
+                if bad and tracks[k].outcome is None:
+                    stop(k, State.NAN, bad, f"non-finite loss or gradient at step {bad}")
         if time.perf_counter() > deadline:
-            return stop(State.TIMEOUT, step, f"time limit reached after {step} steps")
-        if step % profile.eval_every and step != profile.steps:
+            for k, _ in running():
+                stop(k, State.TIMEOUT, step, f"time limit reached after {step} steps")
+        if not running():
+            break
+        if not at_eval:
             continue
-        model.eval()
-        final = accuracy(
-            forward,
-            augmenter,
-            split.eval_x,
-            split.eval_y,
-            profile.eval_batch_size,
-            amp,
-            channels_last,
-        )
-        model.train()
-        train_acc, correct, seen = correct.item() / seen, torch.zeros_like(correct), 0
-        best = final if best is None else max(best, final)
-        history.append({"step": step, "eval_acc": final, "train_acc": train_acc})
-        if not give_up_checked and step >= profile.give_up_after:
-            give_up_checked = True
-            if train_acc < profile.min_train_acc:
-                return stop(
+        learner.train(False)
+        accs = learner.accuracy(augmenter, split.eval_x, split.eval_y, profile.eval_batch_size)
+        learner.train()
+        correct = learner.take_correct()
+        give_up_now = not give_up_checked and step >= profile.give_up_after
+        give_up_checked = give_up_checked or give_up_now
+        for k, track in running():
+            track.final = accs[k]
+            track.best = accs[k] if track.best is None else max(track.best, accs[k])
+            train_acc = correct[k] / seen
+            track.history.append({"step": step, "eval_acc": accs[k], "train_acc": train_acc})
+            if give_up_now and train_acc < profile.min_train_acc:
+                stop(
+                    k,
                     State.DIVERGED,
                     step,
                     f"training accuracy {train_acc:.3f} under "
                     f"{profile.min_train_acc} at step {step}",
                 )
-        if monitor is not None and monitor(step, final) and step != profile.steps:
-            return stop(State.PRUNED, step, f"pruned at step {step} (accuracy {final:.4f})")
-    return stop(State.OK, profile.steps)
+            elif track.monitor is not None and track.monitor(step, accs[k]):
+                if step != profile.steps:
+                    stop(k, State.PRUNED, step, f"pruned at step {step} (accuracy {accs[k]:.4f})")
+        seen = 0
+        if not running():
+            break
+    for _, track in running():
+        track.stop(State.OK, profile.steps)
+    outcomes = [t.outcome for t in tracks]
+    if isinstance(step_fn, GraphedStep) and step_fn.failure:
+        outcomes = [_note(o, f"CUDA graph not used: {step_fn.failure}") for o in outcomes]
+    return outcomes
+
+
+def _note(outcome: Outcome, text: str) -> Outcome:
+    message = f"{outcome.message}; {text}" if outcome.message else text
+    return Outcome(
+        outcome.state, outcome.best_acc, outcome.final_acc, outcome.steps, message, outcome.history
+    )
