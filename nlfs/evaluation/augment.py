@@ -3,12 +3,11 @@
 A pipeline is named by augmentation names joined with ``+`` (``"flipcrop+cutout"``); whatever
 the order in the name, stages run in this fixed order, each on a float batch ``[N, C, H, W]``:
 
-1. policy (``randaugment``, ``trivialaugment``, ``autoaugment``) on images in [0, 1]. These are
-   torchvision transforms v2, which draw the operation from the global torch generator and
-   apply one draw to a whole tensor. The batch is split into ``policy_groups`` groups, each with
-   its own draw (groups = batch size gives per-sample policies), run under
-   ``torch.random.fork_rng`` seeded from our generator, so the caller's global state is restored
-   and the draws are reproducible from our generator alone;
+1. policy (``randaugment``, ``trivialaugment``, ``autoaugment`` with AutoAugment's CIFAR-10
+   policy) on images in [0, 1]: every image draws its own operations and magnitudes, applied to
+   the whole batch with tensor ops (:mod:`nlfs.evaluation.randaugment`: torchvision v2's
+   operations, bins and fill). ``policy_groups`` is accepted for old configurations and has no
+   effect: policies are per image;
 2. ``flipcrop``: pad 4 (reflect), random crop back to size, random horizontal flip, per sample;
 3. upscaling to the profile's resolution (bilinear);
 4. normalisation with the dataset's channel mean and standard deviation;
@@ -20,6 +19,10 @@ Mixed targets keep the ``F.cross_entropy(logits, target)`` loss contract: the ba
 integer targets and ``lam``, and :func:`mixed_loss` returns
 ``lam * loss(logits, y_a) + (1 - lam) * loss(logits, y_b)`` (exact for cross-entropy, and the
 natural definition for any candidate loss).
+
+Every random draw comes from the generator on the batch's device and nothing is read back to the
+host: a mixed batch's ``lam`` stays a 0-d tensor on the device, so a CUDA training step that
+augments on the GPU never waits for it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nlfs.errors import ConfigError
+from nlfs.evaluation.randaugment import AutoAugment, BatchPolicy, RandAugment, TrivialAugmentWide
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment")
 AUGMENTATIONS = ("none", "flipcrop", "cutout", "mixup", "cutmix", *POLICIES)
@@ -40,16 +43,24 @@ CROP_PAD = 4  # pixels of reflect padding before the random crop (the CIFAR stan
 
 @dataclass(frozen=True)
 class Batch:
-    """An augmented batch: images, targets and, for mixed batches, second targets and weight."""
+    """An augmented batch: images, targets and, for mixed batches, second targets and weight.
+
+    ``lam`` is the weight of ``y``: a 0-d float tensor on the images' device for mixed batches
+    (read it with ``float(batch.lam)``, which synchronises), 1.0 otherwise.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     y_mix: torch.Tensor | None = None
-    lam: float = 1.0
+    lam: float | torch.Tensor = 1.0
 
 
 def mixed_loss(loss: Callable, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """The loss of a (possibly mixed) batch with any ``F.cross_entropy``-like ``loss``."""
+    """The loss of a (possibly mixed) batch with any ``F.cross_entropy``-like ``loss``.
+
+    For a mixed batch, ``lam * loss(logits, y) + (1 - lam) * loss(logits, y_mix)``, a 0-d
+    tensor on the device of ``batch.lam``.
+    """
     if batch.y_mix is None:
         return loss(logits, batch.y)
     return batch.lam * loss(logits, batch.y) + (1.0 - batch.lam) * loss(logits, batch.y_mix)
@@ -76,10 +87,14 @@ def _randint(high: int, size: tuple[int, ...], gen: torch.Generator) -> torch.Te
     return torch.randint(high, size, generator=gen, device=gen.device)
 
 
-def _beta(alpha: float, gen: torch.Generator) -> float:
-    # torch's Beta sampler takes no generator: draw a seed from ours and use numpy's.
-    seed = int(_randint(2**62, (1,), gen).item())
-    return float(np.random.default_rng(seed).beta(alpha, alpha))
+def _beta(alpha: float, gen: torch.Generator) -> torch.Tensor:
+    """One Beta(alpha, alpha) draw, a 0-d tensor on ``gen.device``.
+
+    ``torch.distributions.Beta`` takes no generator; the Dirichlet kernel it samples with does
+    (the first coordinate of Dirichlet(alpha, alpha) is Beta(alpha, alpha)), on CPU and CUDA.
+    """
+    concentration = torch.full((2,), float(alpha), device=gen.device)
+    return torch._sample_dirichlet(concentration, generator=gen)[0]
 
 
 def flip_crop(x: torch.Tensor, gen: torch.Generator, pad: int = CROP_PAD) -> torch.Tensor:
@@ -129,28 +144,19 @@ def cutmix(batch: Batch, alpha: float, gen: torch.Generator) -> Batch:
     n, _, h, w = batch.x.shape
     lam = _beta(alpha, gen)
     perm = torch.randperm(n, generator=gen, device=gen.device)
-    scale = float(np.sqrt(1.0 - lam))
-    box = _boxes(
-        1,
-        h,
-        w,
-        torch.tensor([scale * h], device=gen.device),
-        torch.tensor([scale * w], device=gen.device),
-        gen,
-    )
+    side = (1.0 - lam).sqrt().view(1)  # the box's share of each side: area 1 - lam
+    box = _boxes(1, h, w, side * h, side * w, gen)
     x = torch.where(box, batch.x[perm], batch.x)
-    kept = 1.0 - box.float().mean().item()
+    kept = 1.0 - box.float().mean()  # lam after clipping the box at the border
     return Batch(x, batch.y, batch.y[perm], kept)
 
 
-def _policy_transform(name: str, ops: int, magnitude: int):
-    from torchvision.transforms import v2
-
+def _policy(name: str, ops: int, magnitude: int) -> BatchPolicy:
     if name == "randaugment":
-        return v2.RandAugment(num_ops=ops, magnitude=magnitude)
+        return RandAugment(ops, magnitude)
     if name == "trivialaugment":
-        return v2.TrivialAugmentWide()
-    return v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+        return TrivialAugmentWide()
+    return AutoAugment()
 
 
 class Augmenter:
@@ -161,9 +167,12 @@ class Augmenter:
         mean, std: the dataset's per-channel statistics (in [0, 1] units).
         resolution: output side in pixels (None: unchanged).
         randaugment_ops, randaugment_magnitude: RandAugment's N and M.
-        policy_groups: groups of the batch drawing separate policy operations.
+        policy_groups: accepted for old configurations; no effect (policies are per image).
         cutout_size: Cutout side in input pixels, scaled with the resolution.
         mix_alpha: Beta parameter of Mixup/CutMix.
+
+    Raises:
+        ConfigError: unknown or conflicting names, or RandAugment's N or M out of range.
     """
 
     def __init__(
@@ -188,9 +197,7 @@ class Augmenter:
         self.mix_alpha = mix_alpha
         policy = self.names & set(POLICIES)
         self.policy = (
-            _policy_transform(next(iter(policy)), randaugment_ops, randaugment_magnitude)
-            if policy
-            else None
+            _policy(next(iter(policy)), randaugment_ops, randaugment_magnitude) if policy else None
         )
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -202,7 +209,7 @@ class Augmenter:
         x = images.float() / 255.0
         in_size = x.shape[-1]
         if self.policy is not None:
-            x = self._apply_policy(x, gen)
+            x = self.policy(x, gen)
         if "flipcrop" in self.names:
             x = flip_crop(x, gen)
         x = self._normalise(self._upscale(x))
@@ -214,16 +221,6 @@ class Augmenter:
         elif "cutmix" in self.names:
             batch = cutmix(batch, self.mix_alpha, gen)
         return batch
-
-    def _apply_policy(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        groups = x.tensor_split(min(self.policy_groups, len(x)))
-        seed = int(_randint(2**62, (1,), gen).item())
-        # v2 transforms draw from the global CPU generator and accept no other; fork_rng
-        # restores the caller's state afterwards (only the CPU one is seeded: torch.manual_seed
-        # would also reseed every CUDA device).
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            return torch.cat([self.policy(group) for group in groups])
 
     def _upscale(self, x: torch.Tensor) -> torch.Tensor:
         if self.resolution is None or self.resolution == x.shape[-1]:

@@ -36,8 +36,8 @@ class Profile:
             :data:`nlfs.evaluation.augment.AUGMENTATIONS`).
         randaugment_ops: RandAugment's number of operations N.
         randaugment_magnitude: RandAugment's magnitude M (0 to 30).
-        policy_groups: the batch is split into this many groups, each drawing its own
-            RandAugment/TrivialAugment/AutoAugment operations (the batch size: per sample).
+        policy_groups: accepted for old configurations; no effect (RandAugment,
+            TrivialAugment and AutoAugment draw their operations per image).
         cutout_size: side of the Cutout square in native pixels (scaled with ``resolution``).
         mix_alpha: Beta(alpha, alpha) parameter of Mixup and CutMix.
         batch_size: training batch size.

@@ -1,13 +1,22 @@
-"""Augmentations: shapes and dtypes kept, reproducible from their generator, seed-dependent."""
+"""Augmentations: shapes and dtypes kept, reproducible from their generator, seed-dependent,
+and free of host round trips."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 from nlfs.errors import ConfigError
-from nlfs.evaluation.augment import AUGMENTATIONS, Augmenter, Batch, mixed_loss, parse_augment
+from nlfs.evaluation.augment import (
+    AUGMENTATIONS,
+    Augmenter,
+    Batch,
+    _beta,
+    mixed_loss,
+    parse_augment,
+)
 
 SPECS = [*AUGMENTATIONS, "flipcrop+cutout", "randaugment+flipcrop+mixup"]
 
@@ -30,7 +39,7 @@ def test_augmentation_keeps_shape_and_dtype_and_is_reproducible(spec, channels):
     first, again = run(spec, x, seed=1), run(spec, x, seed=1)
     assert first.x.shape == x.shape and first.x.dtype == torch.float32
     assert first.y.shape == (len(x),)
-    assert torch.equal(first.x, again.x) and first.lam == again.lam
+    assert torch.equal(first.x, again.x) and float(first.lam) == float(again.lam)
     if spec != "none":
         assert not torch.equal(first.x, run(spec, x, seed=2).x), "seed did not matter"
 
@@ -76,13 +85,14 @@ def test_mixup_blends_each_image_with_the_partner_its_second_target_names(seed):
     """Every pixel is lam * own + (1 - lam) * partner's, partner = the image labelled y_mix,
     and lam measured from the pixels alone matches the batch's."""
     x, batch, perm = mixed("mixup", seed)
-    assert 0.0 < batch.lam < 1.0
-    assert torch.allclose(batch.x, batch.lam * x + (1.0 - batch.lam) * x[perm], atol=1e-6)
+    lam = float(batch.lam)
+    assert 0.0 < lam < 1.0
+    assert torch.allclose(batch.x, lam * x + (1.0 - lam) * x[perm], atol=1e-6)
     # lam recovered independently: the least-squares weight of own against partner pixels
     own, partner, out = x.flatten(), x[perm].flatten(), batch.x.flatten()
     diff = own - partner
     measured = ((out - partner) * diff).sum() / (diff * diff).sum()
-    assert measured.item() == pytest.approx(batch.lam, abs=1e-5)
+    assert measured.item() == pytest.approx(lam, abs=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,16 +106,19 @@ def test_cutmix_pastes_one_box_from_the_named_partner_and_lam_is_the_kept_area(s
     pasted = ~own  # random images: a pixel equal in both images of all pairs is unlikely
     rows, cols = pasted.any(1), pasted.any(0)
     assert torch.equal(pasted, rows[:, None] & cols[None, :]), "the pasted region is no box"
-    assert batch.lam == pytest.approx(1.0 - pasted.float().mean().item(), abs=1e-9)
-    assert 0.0 < batch.lam < 1.0, "these seeds paste a box: the checks above are not vacuous"
+    lam = float(batch.lam)
+    assert lam == pytest.approx(1.0 - pasted.float().mean().item(), abs=1e-6)  # float32 lam
+    assert 0.0 < lam < 1.0, "these seeds paste a box: the checks above are not vacuous"
 
 
-def test_mixed_loss_is_the_weighted_sum_and_plain_for_unmixed_batches():
+@pytest.mark.parametrize("lam", [0.3, torch.tensor(0.3)], ids=["float", "tensor"])
+def test_mixed_loss_is_the_weighted_sum_and_plain_for_unmixed_batches(lam):
     logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
     a, b = torch.arange(6), torch.arange(6).flip(0)
-    mixed = Batch(torch.zeros(6), a, b, 0.3)
+    mixed = Batch(torch.zeros(6), a, b, lam)
     expected = 0.3 * F.cross_entropy(logits, a) + 0.7 * F.cross_entropy(logits, b)
-    assert torch.allclose(mixed_loss(F.cross_entropy, logits, mixed), expected)
+    value = mixed_loss(F.cross_entropy, logits, mixed)
+    assert value.shape == () and torch.allclose(value, expected)
     assert torch.equal(
         mixed_loss(F.cross_entropy, logits, Batch(torch.zeros(6), a)), F.cross_entropy(logits, a)
     )
@@ -119,3 +132,71 @@ def test_unknown_or_conflicting_names_are_config_errors():
     with pytest.raises(ConfigError):
         parse_augment("mixup+cutmix")
     assert parse_augment("none") == frozenset()
+
+
+@pytest.mark.parametrize("spec", ["mixup", "cutmix"])
+def test_mixed_lam_stays_a_tensor_on_the_batch_device(spec):
+    batch = run(spec, images(3), seed=0)
+    assert isinstance(batch.lam, torch.Tensor) and batch.lam.shape == ()
+    assert batch.lam.device == batch.x.device
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 2.0])
+def test_beta_draws_follow_beta_and_come_from_the_generator(alpha):
+    """Kolmogorov-Smirnov against scipy's Beta(alpha, alpha); same seed, same draws."""
+    gen = torch.Generator().manual_seed(5)
+    draws = torch.stack([_beta(alpha, gen) for _ in range(2000)])
+    again = torch.Generator().manual_seed(5)
+    assert torch.equal(draws[:10], torch.stack([_beta(alpha, again) for _ in range(10)]))
+    assert stats.kstest(draws.double().numpy(), stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+
+
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """Every way of reading a tensor's value into Python raises: a CPU stand-in for CUDA's
+    sync debug mode (a read of a CUDA tensor waits for the device)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    for name in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+@pytest.mark.parametrize("spec", ["randaugment+flipcrop+cutout+mixup", "autoaugment+cutmix"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_training_augmentations_read_nothing_back_to_the_host(spec, channels, no_host_reads):
+    batch = run(spec, images(channels), seed=0, resolution=20)
+    assert batch.x.shape == (16, channels, 20, 20)
+
+
+def test_trivialaugment_reads_nothing_back_to_the_host(no_host_reads):
+    run("trivialaugment", images(3), seed=0)
+
+
+def test_policy_groups_is_accepted_and_policies_are_per_image():
+    x = images(3)
+    assert torch.equal(
+        run("randaugment", x, seed=4, policy_groups=1).x,
+        run("randaugment", x, seed=4, policy_groups=16).x,
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", ["randaugment+flipcrop+cutout+mixup", "trivialaugment+cutmix"])
+def test_cuda_augmentations_never_synchronise(spec):
+    """CUDA's sync debug mode turns any wait for the device (a read, a blocking copy) into an
+    error; the first call builds the per-device tables and is left out."""
+    device = torch.device("cuda")
+    x = images(3, n=64, size=32).to(device)
+    labels = torch.arange(64, device=device) % 10
+    aug = Augmenter(spec, mean=(0.5,) * 3, std=(0.25,) * 3, resolution=80)
+    gen = torch.Generator(device=device).manual_seed(0)
+    aug(x, labels, gen)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batch = aug(x, labels, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert batch.x.shape == (64, 3, 80, 80) and batch.x.device.type == "cuda"
