@@ -8,8 +8,8 @@ from nlfs.cli.common import json_option, resumable_on_ctrl_c, show_summary, stor
 
 
 @click.command()
-@click.option("--strategy", help="Search strategy: regevo, random, tpe or a plugin's name.")
-@click.option("--space", help="Search space: cell or tree.")
+@click.option("--strategy", help="Search strategy: regevo, random, tpe, cmaes or a plugin's name.")
+@click.option("--space", help="Search space: cell, tree or taylor.")
 @click.option("--profile", help="Evaluator profile: micro, quick, paper or a TOML path.")
 @click.option("--budget", type=int, help="Finished trials to reach (shared by all workers).")
 @click.option("--seed", type=int, help="Seed of the strategy's proposals.")

@@ -19,7 +19,7 @@ space_option = click.option(
     "space_name",
     default="cell",
     show_default=True,
-    help="Search space (cell or tree).",
+    help="Search space (cell, tree or taylor).",
 )
 
 
@@ -103,7 +103,7 @@ def sample(space_name: str, count: int, seed: int, as_json: bool) -> None:
     "--space",
     "space_name",
     default=None,
-    help="Also check that the expression is a valid genome of this space (cell, tree).",
+    help="Also check that the expression is a valid genome of this space (cell, tree, taylor).",
 )
 @json_option
 @click.pass_context

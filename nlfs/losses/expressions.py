@@ -8,6 +8,7 @@ and depth; nothing here calls ``eval``, ``gp.compile`` or ``sympify``.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 
 from deap import gp
@@ -23,7 +24,8 @@ MAX_DEPTH = 64
 """Deepest nesting of operators the parser follows."""
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>-?\d+(?:\.\d*)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))"
+    r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<punct>[(),]))"
 )
 
 
@@ -51,7 +53,8 @@ def parse(text: str, pset: gp.PrimitiveSet | None = None) -> gp.PrimitiveTree:
     """Parse a prefix expression such as ``sub(log(p), div(y, p))`` into a DEAP tree.
 
     Args:
-        text: the expression in DEAP's prefix form. Terminals are ``y``, ``p``, ``1`` and ``-1``.
+        text: the expression in DEAP's prefix form. Terminals are ``y``, ``p``, ``1``, ``-1``
+            and real literals such as ``0.25`` or ``1e-05`` (coefficients of parametric losses).
         pset: the primitive set the operators must come from (default: all operators).
 
     Returns:
@@ -95,9 +98,9 @@ def parse(text: str, pset: gp.PrimitiveSet | None = None) -> gp.PrimitiveTree:
         pos += 1
         if kind == "num":
             number = float(value)
-            if number not in CONSTANTS:
-                raise ParseError(f"constant {value} at position {at} is not one of {CONSTANTS}")
-            nodes.append(terminals[str(int(number))])
+            if not math.isfinite(number):
+                raise ParseError(f"constant {value} at position {at} is not a finite number")
+            nodes.append(constant(number, pset))
             return
         if kind != "name":
             raise ParseError(f"unexpected {value!r} at position {at}")
@@ -127,6 +130,20 @@ def parse(text: str, pset: gp.PrimitiveSet | None = None) -> gp.PrimitiveTree:
     if pos != len(tokens):
         raise ParseError(f"unexpected trailing text starting with {tokens[pos][1]!r}")
     return gp.PrimitiveTree(nodes)
+
+
+def constant(value: float, pset: gp.PrimitiveSet | None = None) -> gp.Terminal:
+    """The terminal of a numeric constant: the set's own ``1``/``-1``, else a real literal.
+
+    Real literals (the coefficients of parametric losses) print as Python's shortest round-trip
+    ``repr`` of the float, so the canonical text parses back to the same number.
+    """
+    pset = pset or primitive_set()
+    if value in CONSTANTS:
+        own = {t.format(): t for t in pset.terminals[pset.ret]}
+        if str(int(value)) in own:
+            return own[str(int(value))]
+    return gp.Terminal(float(value), False, pset.ret)
 
 
 def canonical(tree: gp.PrimitiveTree) -> str:

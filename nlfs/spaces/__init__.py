@@ -20,9 +20,10 @@ __all__ = [
 
 def _registry() -> dict[str, type[SearchSpace]]:
     from nlfs.spaces.cell import CellSpace
+    from nlfs.spaces.taylor import TaylorSpace
     from nlfs.spaces.tree import TreeSpace
 
-    return {cls.name: cls for cls in (CellSpace, TreeSpace)}
+    return {cls.name: cls for cls in (CellSpace, TreeSpace, TaylorSpace)}
 
 
 def space_names() -> list[str]:

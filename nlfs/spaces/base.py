@@ -41,11 +41,19 @@ class InvalidGenome(NLFSError, ValueError):
 class ParamSpec:
     """One coordinate of a fixed-length encoding (for model-based strategies such as TPE).
 
-    ``choices`` are the categorical values the coordinate can take, in a fixed order.
+    A categorical coordinate lists the values it can take in ``choices``, in a fixed order; a
+    continuous one has no choices and takes any float in ``[low, high]``.
     """
 
     name: str
-    choices: tuple[Any, ...]
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def continuous(self) -> bool:
+        """True for a float coordinate in ``[low, high]``, False for a categorical one."""
+        return not self.choices
 
 
 class SearchSpace(ABC):
@@ -108,7 +116,8 @@ class SearchSpace(ABC):
         return ExpressionLoss(self.expression(genome), sign=sign)
 
     def encoding(self) -> list[ParamSpec] | None:
-        """A fixed-length categorical encoding of genomes, or None when the space has none."""
+        """A fixed-length encoding of genomes (categorical or continuous coordinates), or None
+        when the space has none."""
         return None
 
     def decode(self, params: Mapping[str, Any]) -> Genome:

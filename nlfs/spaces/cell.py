@@ -305,9 +305,9 @@ class CellSpace(SearchSpace):
         for node in reversed(parse(text, self._pset)):
             args = [stack.pop() for _ in range(node.arity)]
             key = node.format(*args)
-            if node.arity == 0 and ids[key] not in layout.operands:
+            if node.arity == 0 and ids.get(key) not in layout.operands:
                 raise InvalidGenome(
-                    f"{text!r} reads the constant {key}; this cell space has no constants",
+                    f"{text!r} reads the constant {key}, which this cell space does not offer",
                     reason="not_representable",
                 )
             if key not in ids:
