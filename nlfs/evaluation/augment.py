@@ -206,6 +206,11 @@ class Augmenter:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> Batch:
         """Augment a uint8 training batch; every random draw comes from ``gen``."""
+        return self.mix(Batch(self.images(images, gen), labels), gen)
+
+    def images(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The per-image stages (policy, flip-crop, upscaling, normalisation, Cutout) of uint8
+        ``images``: any number of images at once, e.g. several steps' batches in one call."""
         x = images.float() / 255.0
         in_size = x.shape[-1]
         if self.policy is not None:
@@ -215,11 +220,14 @@ class Augmenter:
         x = self._normalise(self._upscale(x))
         if "cutout" in self.names:
             x = cutout(x, max(1, round(self.cutout_size * x.shape[-1] / in_size)), gen)
-        batch = Batch(x, labels)
+        return x
+
+    def mix(self, batch: Batch, gen: torch.Generator) -> Batch:
+        """Mixup or CutMix of one training batch (partners drawn within the batch)."""
         if "mixup" in self.names:
-            batch = mixup(batch, self.mix_alpha, gen)
-        elif "cutmix" in self.names:
-            batch = cutmix(batch, self.mix_alpha, gen)
+            return mixup(batch, self.mix_alpha, gen)
+        if "cutmix" in self.names:
+            return cutmix(batch, self.mix_alpha, gen)
         return batch
 
     def _upscale(self, x: torch.Tensor) -> torch.Tensor:

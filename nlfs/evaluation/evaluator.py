@@ -40,8 +40,11 @@ from nlfs.evaluation.results import EvalRequest, EvalResult, State
 from nlfs.evaluation.training import Outcome, train
 
 SPLITS = ("val", "test")
-DEFAULT_GROUP = {"cpu": 1, "cuda": 8}
-"""Candidates trained together by default, per device type (benchmarks/run.py measures them)."""
+DEFAULT_GROUP = {"cpu": 1, "cuda": 1}
+"""Candidates trained together by default, per device type (``benchmarks/throughput.py``
+measures them). On an H200 (2026-11-30) 8 stacked ``paper`` surrogates took 2.9 ms per
+candidate-step against 1.3 ms for one model in a CUDA graph: the stacked models' grouped
+convolutions cost more than the launches they save, so one at a time is the default there."""
 _MESSAGE_CHARS = 500  # an error message longer than this is cut: it goes into trial records
 
 
@@ -197,9 +200,14 @@ class Evaluator:
         try:
             outcomes = self._train(requests, seed_streams(requests[0].seed), start + limit)
         except Exception as err:  # noqa: BLE001 - any failure of a candidate is a result
-            if len(requests) > 1:  # find out which one failed: train them one at a time
-                return [r for request in requests for r in self._evaluate_group([request])]
             text = f"{type(err).__name__}: {err}".splitlines()[0][:_MESSAGE_CHARS]
+            if len(requests) > 1:  # find out which one failed: train them one at a time
+                note = f"trained alone after its group of {len(requests)} failed: {text}"
+                return [
+                    _noted(result, note)
+                    for request in requests
+                    for result in self._evaluate_group([request])
+                ]
             outcomes = [Outcome(State.ERROR, None, None, 0, text)]
         seconds = (time.perf_counter() - start) / len(requests)  # each candidate's share
         return [
@@ -251,6 +259,8 @@ class Evaluator:
             return SingleLearner(
                 model, forward, losses[0], self.device, channels_last=channels_last, **options
             )
+        # Stacked models take contiguous inputs: with channels-last inputs the first groups
+        # tried on an H200 failed and fell back to one-at-a-time training.
         return StackedLearner(model, losses, self.device, **options)
 
     def _train(
@@ -291,3 +301,8 @@ class Evaluator:
             deterministic=False,
             allow_tf32=torch.backends.cudnn.allow_tf32,
         )
+
+
+def _noted(result: EvalResult, note: str) -> EvalResult:
+    message = f"{result.message}; {note}" if result.message else note
+    return dataclasses.replace(result, message=message[:_MESSAGE_CHARS])

@@ -44,6 +44,7 @@ class _Learner:
     """What both learners share: flags, counters, learning rate and the optimizer."""
 
     size: int
+    channels_last: bool
 
     def __init__(
         self, params: list[torch.Tensor], device: torch.device, *, lr: float, weight_decay: float
@@ -65,6 +66,9 @@ class _Learner:
         self._bad = torch.zeros(self.size, dtype=torch.int64, device=device)
         self._correct = torch.zeros(self.size, dtype=torch.int64, device=device)
         self._step = torch.zeros((), dtype=torch.int64, device=device)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def set_lr(self, value: float) -> None:
         """The learning rate of the next step."""
@@ -124,9 +128,6 @@ class SingleLearner(_Learner):
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
     def step(self, batch: Batch) -> None:
         """One optimizer step on ``batch``."""
         with autocast(self.device, self.bf16):
@@ -174,7 +175,7 @@ class StackedLearner(_Learner):
     ) -> None:
         self.size = len(losses)
         self.losses = list(losses)
-        self.bf16 = bf16
+        self.bf16, self.channels_last = bf16, False
         self.base = model  # its own tensors are replaced by the stacked ones in every call
         k = self.size
         self.params = {
@@ -198,7 +199,7 @@ class StackedLearner(_Learner):
     def step(self, batch: Batch) -> None:
         """One optimizer step of every candidate on ``batch``."""
         with autocast(self.device, self.bf16):
-            logits = self._forward(self.params, self.buffers, batch.x)
+            logits = self._forward(self.params, self.buffers, self._input(batch.x))
         logits = logits.float()
         values = torch.stack(
             [mixed_loss(loss, logits[i], batch) for i, loss in enumerate(self.losses)]
@@ -226,7 +227,7 @@ class StackedLearner(_Learner):
     ) -> list[float]:
         correct = torch.zeros(self.size, dtype=torch.int64, device=labels.device)
         for start in range(0, len(images), batch_size):
-            x = augmenter.prepare(images[start : start + batch_size])
+            x = self._input(augmenter.prepare(images[start : start + batch_size]))
             with autocast(self.device, self.bf16):
                 logits = self._forward(self.params, self.buffers, x)
             correct += (logits.argmax(dim=-1) == labels[start : start + batch_size]).sum(dim=-1)

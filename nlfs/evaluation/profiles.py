@@ -38,6 +38,8 @@ class Profile:
         randaugment_magnitude: RandAugment's magnitude M (0 to 30).
         policy_groups: accepted for old configurations; no effect (RandAugment,
             TrivialAugment and AutoAugment draw their operations per image).
+        augment_chunk: the per-image augmentations of this many steps' batches run in one call
+            (their fixed cost is paid once per chunk; the draws differ with the chunk size).
         cutout_size: side of the Cutout square in native pixels (scaled with ``resolution``).
         mix_alpha: Beta(alpha, alpha) parameter of Mixup and CutMix.
         batch_size: training batch size.
@@ -72,6 +74,7 @@ class Profile:
     randaugment_ops: int = 2
     randaugment_magnitude: int = 9
     policy_groups: int = 8
+    augment_chunk: int = 16
     cutout_size: int = 8
     mix_alpha: float = 1.0
     batch_size: int = 128
@@ -97,6 +100,7 @@ class Profile:
             "steps",
             "eval_every",
             "policy_groups",
+            "augment_chunk",
         )
         for key in positive:
             if getattr(self, key) < 1:

@@ -8,6 +8,10 @@ training accuracy is still under ``min_train_acc`` at the first evaluation from 
 ``give_up_after`` (``diverged``), stops when its monitor says so at an evaluation point
 (``pruned``), and all stop when the wall-clock deadline passes (``timeout``).
 
+Augmentation runs on ``augment_chunk`` steps' batches at once (per-image stages; Mixup and
+CutMix per batch): one call's fixed overhead (many small kernels on an accelerator) is paid once
+per chunk. The data order does not depend on the chunk; the augmentation draws do.
+
 The step leaves its flags on the device; the loop reads them every step on the CPU (a read
 costs nothing there) and at evaluation points on an accelerator (a read waits for the queue).
 Either way a candidate's outcome is the same: a non-finite step is found before the next
@@ -24,7 +28,7 @@ from typing import Any
 
 import torch
 
-from nlfs.evaluation.augment import Augmenter
+from nlfs.evaluation.augment import Augmenter, Batch
 from nlfs.evaluation.data import Split
 from nlfs.evaluation.learners import GraphedStep, SingleLearner, StackedLearner
 from nlfs.evaluation.profiles import Profile
@@ -105,14 +109,29 @@ def train(
         tracks[k].stop(state, step, message)
         learner.deactivate(k)
 
+    def indices(count: int) -> torch.Tensor:
+        """The next ``count`` batches' image indices, concatenated."""
+        nonlocal order, position
+        parts = []
+        for _ in range(count):
+            if position + batch_size > n:  # a new epoch: drop the last partial batch
+                order, position = torch.randperm(n, generator=data_gen, device=device), 0
+            parts.append(order[position : position + batch_size])
+            position += batch_size
+        return torch.cat(parts)
+
     learner.train()
     for step in range(1, profile.steps + 1):
-        if position + batch_size > n:  # a new epoch: drop the last partial batch
-            order, position = torch.randperm(n, generator=data_gen, device=device), 0
-        index = order[position : position + batch_size]
-        position += batch_size
+        offset = (step - 1) % profile.augment_chunk
+        if offset == 0:  # augment the next chunk of batches in one call
+            count = min(profile.augment_chunk, profile.steps - step + 1)
+            index = indices(count)
+            images = augmenter.images(split.train_x[index], aug_gen)
+            labels = split.train_y[index]
+        part = slice(offset * batch_size, (offset + 1) * batch_size)
+        batch = augmenter.mix(Batch(images[part], labels[part]), aug_gen)
         learner.set_lr(profile.lr * lr_factor(step - 1, profile.warmup_steps, profile.steps))
-        step_fn(augmenter(split.train_x[index], split.train_y[index], aug_gen))
+        step_fn(batch)
         seen += batch_size
         at_eval = step % profile.eval_every == 0 or step == profile.steps
         if at_eval or step % check_every == 0:
