@@ -31,6 +31,13 @@ def worker(study_name, storage, device, data_dir, as_json) -> None:
     quiet_optuna()
     study = load_existing_study(study_name, storage)
     with resumable_on_ctrl_c():
+        if study.user_attrs.get("kind") == "refine":  # `nlfs refine`'s tuning study
+            from nlfs.experiments import refine
+
+            refine.run_worker(
+                study_name, study_storage(study), device=device or "auto", data_dir=data_dir
+            )
+            return
         if study.user_attrs.get("kind") != "search":
             from nlfs.experiments import grid
 
