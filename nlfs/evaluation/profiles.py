@@ -9,6 +9,7 @@ depends on those fields.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -117,6 +118,23 @@ class Profile:
             )
 
 
+ADDED_LATER = ("augment_chunk", "cuda_graph")
+"""Fields added after studies were first stored with profiles (session 3, 2026-11-30)."""
+
+
+def profile_data(profile: Profile) -> dict:
+    """The profile as plain data, for job settings and configuration hashes.
+
+    Fields of :data:`ADDED_LATER` are left out while they hold their default, so a study stored
+    before they existed keeps its hash and its job ids, and resumes instead of being refused.
+    """
+    data = dataclasses.asdict(profile)
+    for name in ADDED_LATER:
+        if data[name] == _DEFAULTS[name]:
+            del data[name]
+    return data
+
+
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
     """Load a profile by name (``micro`` -> ``configs/profiles/micro.toml``) or path.
 
@@ -129,3 +147,6 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     table = dict(load_toml(path))
     table.setdefault("name", path.stem)
     return build(Profile, table, where=f"profile {path.name}")
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile)}

@@ -251,7 +251,7 @@ def open_elimination(
     The pool is chosen once, when the study is created, and stored with it, so a resume uses
     the same candidates even if the search has gone on meanwhile.
     """
-    from nlfs.evaluation.profiles import load_profile
+    from nlfs.evaluation.profiles import load_profile, profile_data
     from nlfs.storage import load_existing_study, open_study, recover_interrupted
 
     base = load_profile(config.profile)
@@ -261,10 +261,8 @@ def open_elimination(
         datasets={p.dataset for p in profiles},
         augments={p.augment for p in profiles},
     )
-    settings = [JobSetting(dataclasses.asdict(p), split="val") for p in profiles]
-    recipe = as_stored(
-        {**dataclasses.asdict(config), "base": dataclasses.asdict(base), "source": source}
-    )
+    settings = [JobSetting(profile_data(p), split="val") for p in profiles]
+    recipe = as_stored({**dataclasses.asdict(config), "base": profile_data(base), "source": source})
     study = open_study(
         study_name,
         storage,

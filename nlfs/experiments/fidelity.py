@@ -123,9 +123,9 @@ def plan(fidelity: Fidelity, storage: Any) -> tuple[list[LossRef], list[Job], di
     refs += resolve_losses(ANCHORS)
     check_axes(fidelity.target)
     target_jobs = plan_jobs(fidelity.target, refs, base_profile(fidelity.target))
-    from nlfs.evaluation.profiles import load_profile
+    from nlfs.evaluation.profiles import load_profile, profile_data
 
-    surrogate = JobSetting(dataclasses.asdict(load_profile(config.profile)), split="val")
+    surrogate = JobSetting(profile_data(load_profile(config.profile)), split="val")
     fresh = config.eval_seed + SURROGATE_SEED_OFFSET
     surrogate_jobs = [
         Job(f"{SURROGATE}|{ref.label}|{seed}", surrogate, ref.spec, seed, ref.sign,

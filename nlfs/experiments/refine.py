@@ -26,7 +26,6 @@ Every trial carries ``expression`` (the canonical expression with its coefficien
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,7 +141,7 @@ def prepare(config: RefineConfig, storage: str | None) -> tuple[optuna.Study, Li
     Raises:
         ConfigError: no such study or trial, a bad node, or a resume with another recipe.
     """
-    from nlfs.evaluation.profiles import load_profile
+    from nlfs.evaluation.profiles import load_profile, profile_data
 
     trial, profile, eval_seed = _source(config, storage)
     lifted, frozen = movable(lift(trial.user_attrs["expression"], config.nodes))
@@ -155,7 +154,7 @@ def prepare(config: RefineConfig, storage: str | None) -> tuple[optuna.Study, Li
         "sampler": config.sampler,
         "seed": config.seed,
         "profile": profile,
-        "profile_data": dataclasses.asdict(load_profile(profile)),
+        "profile_data": profile_data(load_profile(profile)),
         "eval_seed": eval_seed,
     }
     name = config.study_name

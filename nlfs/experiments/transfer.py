@@ -21,6 +21,7 @@ import optuna
 
 from nlfs.config import build, config_hash, resolve_config
 from nlfs.errors import ConfigError
+from nlfs.evaluation.profiles import profile_data
 from nlfs.experiments.jobs import (
     Job,
     JobSetting,
@@ -224,7 +225,7 @@ def plan_jobs(config: TransferConfig, losses: Sequence[LossRef], base) -> list[J
         for dataset in config.datasets:
             for augment in config.augment:
                 profile = job_profile(base, config, arch, dataset, augment)
-                setting = JobSetting(dataclasses.asdict(profile), split="test")
+                setting = JobSetting(profile_data(profile), split="test")
                 for seed in range(config.first_seed, config.first_seed + config.seeds):
                     for loss in losses:
                         attrs = {
@@ -264,7 +265,7 @@ def prepare(
 
     base = base_profile(config)
     recipe = as_stored(
-        {"profile": dataclasses.asdict(base), "steps": config.steps, "epochs": config.epochs}
+        {"profile": profile_data(base), "steps": config.steps, "epochs": config.epochs}
     )
     grid = as_stored(
         {**dataclasses.asdict(config), "losses": [dataclasses.asdict(r) for r in losses]}

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlfs.config import build
 from nlfs.errors import ConfigError
 from nlfs.evaluation.evaluator import Evaluator, seed_streams
-from nlfs.evaluation.profiles import load_profile
+from nlfs.evaluation.profiles import Profile, load_profile
 from nlfs.evaluation.results import EvalRequest, State
 from nlfs.evaluation.training import lr_factor
 from nlfs.losses.compile import ExpressionLoss
@@ -186,3 +187,17 @@ def test_gpu_check_runs_in_smoke_mode(capsys):
     out = capsys.readouterr().out
     assert "evaluations per GPU-hour" in out and "TFLOP/s" in out
     assert out.count(": ok ") == 2
+
+
+def test_fields_added_later_stay_out_of_stored_profile_data_at_their_default():
+    """Job ids and config hashes of studies stored before a field existed must not change."""
+    from nlfs.evaluation.profiles import ADDED_LATER, profile_data
+
+    micro = load_profile("micro")
+    data = profile_data(micro)
+    assert not set(ADDED_LATER) & set(data)
+    assert {k: v for k, v in dataclasses.asdict(micro).items() if k not in ADDED_LATER} == data
+    changed = profile_data(dataclasses.replace(micro, augment_chunk=4))
+    assert changed["augment_chunk"] == 4 and "cuda_graph" not in changed
+    # the data rebuilds the same profile: the dropped fields come back as their defaults
+    assert build(Profile, data, where="test") == micro
