@@ -89,9 +89,10 @@ def pick(trials: Sequence[FrozenTrial], n: int, seed: int) -> list[FrozenTrial]:
     )
     if len(done) <= n:
         return done
-    chosen, rest = done[:ALWAYS_TOP], done[ALWAYS_TOP:]
+    top = min(ALWAYS_TOP, n)
+    chosen, rest = done[:top], done[top:]
     rng = np.random.default_rng(seed)
-    for stratum in np.array_split(np.arange(len(rest)), n - ALWAYS_TOP):
+    for stratum in np.array_split(np.arange(len(rest)), n - top) if n > top else ():
         chosen.append(rest[int(rng.choice(stratum))])
     return sorted(chosen, key=lambda t: (-t.value, t.number))
 

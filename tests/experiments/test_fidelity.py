@@ -64,6 +64,12 @@ def test_the_pick_keeps_the_top_spreads_the_rest_and_follows_the_seed():
     )
 
 
+def test_a_pick_no_larger_than_the_top_is_the_top():
+    values = [float(v) for v in np.random.default_rng(4).permutation(20) / 20]
+    ranked = sorted(range(20), key=lambda i: -values[i])
+    assert [t.number for t in pick(_trials(values), ALWAYS_TOP, seed=0)] == ranked[:ALWAYS_TOP]
+
+
 def test_a_profile_is_a_one_setting_target_and_unknown_names_are_refused():
     target = load_target("micro")
     assert (target.archs, target.datasets, target.augment, target.seeds) == (
