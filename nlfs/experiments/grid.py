@@ -20,8 +20,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.errors import ConfigError, NLFSError
 from nlfs.evaluation.results import EvalRequest, EvalResult
-from nlfs.experiments.jobs import SETTINGS_ATTR, JobSetting, requeue_interrupted
-from nlfs.storage import INTERRUPTED, set_trial_user_attrs
+from nlfs.experiments.jobs import (
+    SETTINGS_ATTR,
+    JobSetting,
+    job_id,
+    requeue_interrupted,
+    settling_trial,
+)
+from nlfs.storage import (
+    INTERRUPTED,
+    SURPLUS,
+    await_stragglers,
+    set_trial_intermediate_values,
+    set_trial_user_attrs,
+)
 
 
 class JobEvaluator(Protocol):
@@ -96,11 +108,32 @@ def _claim(storage, study_id: int, prefer: str | None) -> FrozenTrial | None:
     for trial in waiting:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return trial
+            if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                continue
         except UpdateFinishedTrialError:
             continue
+        if _redundant(storage, study_id, trial):
+            # Two workers that recovered the same dead job at once both enqueued it again;
+            # only the earliest pending copy runs, so no job is trained (or counted) twice.
+            set_trial_user_attrs(storage, trial_id, {"failure_kind": SURPLUS, "state": SURPLUS})
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            continue
+        return trial
     return None
+
+
+def _redundant(storage, study_id: int, claimed: FrozenTrial) -> bool:
+    """Whether another trial of ``claimed``'s job settled it or is an earlier pending copy."""
+    job = job_id(claimed)
+    others = [
+        t
+        for t in storage.get_all_trials(study_id, deepcopy=False)
+        if t.number != claimed.number and job_id(t) == job
+    ]
+    pending = (TrialState.WAITING, TrialState.RUNNING)
+    return settling_trial(others) is not None or any(
+        t.state in pending and t.number < claimed.number for t in others
+    )
 
 
 def _finish(
@@ -179,14 +212,20 @@ def run_worker(
     while max_jobs is None or count < max_jobs:
         trial = _claim(storage, study_id, current)
         if trial is None:
+            # Before leaving, wait for the other workers' jobs: one whose worker died is
+            # enqueued again and run here (else it would wait for the next command).
+            if await_stragglers(study):
+                requeue_interrupted(study)
+                continue
             break
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         attrs = trial.user_attrs
-        # Lets a later run tell this job from one whose worker died (nlfs.storage).
-        storage.set_trial_user_attr(trial_id, "worker", worker_identity())
         started = time.perf_counter()
         try:
+            # The heartbeat starts first, so a job that names its worker can always be
+            # recovered: by its pid on this host, or once its heartbeat stops (nlfs.storage).
             with Heartbeat(study, trial_id):
+                storage.set_trial_user_attr(trial_id, "worker", worker_identity())
                 if attrs.get("setting") != current:
                     if attrs.get("setting") not in settings:  # enqueued after we started
                         settings = study.user_attrs[SETTINGS_ATTR]
@@ -210,6 +249,11 @@ def run_worker(
                     name = str(attrs.get("loss", attrs["spec"]))
                     result = evaluator.evaluate([EvalRequest(loss, int(attrs["seed"]), name)])[0]
                     outcome = _outcome_attrs(result)
+                    # the job's learning curve, as Optuna intermediate values (one write)
+                    curve = result.metadata.get("history", ())
+                    set_trial_intermediate_values(
+                        storage, trial_id, {point["step"]: point["eval_acc"] for point in curve}
+                    )
         except BaseException:
             # Config/data errors and Ctrl-C: the job is not a result; a re-run repeats it.
             _finish(

@@ -222,6 +222,21 @@ def _process_main(target: Callable[..., Any], args: tuple, threads: int) -> None
     except NLFSError as err:
         print(f"Error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        # Ctrl-C inside a library's cleanup (Optuna's journal lock releases itself again on
+        # any exception) surfaces as that cleanup's error; it is still the user's Ctrl-C.
+        if _caused_by_ctrl_c(err):
+            sys.exit(INTERRUPTED_EXIT)
+        raise
+
+
+def _caused_by_ctrl_c(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _search_worker(

@@ -47,7 +47,12 @@ class FakeEvaluator:
             if self.fail_on and self.fail_on in req.loss.expression:
                 out.append(EvalResult(State.NAN, None, None, 3, 0.01, "fake", "cpu", "nan"))
             else:
-                out.append(EvalResult(State.OK, acc, acc / 2, 10, 0.01, "fake", "cpu"))
+                curve = [{"step": 5, "eval_acc": acc / 2}, {"step": 10, "eval_acc": acc}]
+                out.append(
+                    EvalResult(
+                        State.OK, acc, acc / 2, 10, 0.01, "fake", "cpu", metadata={"history": curve}
+                    )
+                )
         return out
 
 
@@ -274,6 +279,17 @@ def test_one_job_outcome_is_one_storage_write(grid, monkeypatch):
     assert single == ["worker"]  # the claim's owner; the outcome went in the batch
     attrs = study.get_trials()[0].user_attrs
     assert {"best_acc", "final_acc", "fitness", "steps", "seconds", "device"} <= set(attrs)
+
+
+def test_a_job_stores_its_learning_curve_as_intermediate_values(grid):
+    path, _, study = grid
+    enqueue_jobs(study, make_jobs(settings=1, seeds=1))
+    assert run_worker("g", path, evaluator_factory=CountingFactory()) == len(EXPRESSIONS)
+    done = [t for t in study.get_trials() if t.state is TrialState.COMPLETE]
+    assert len(done) == len(EXPRESSIONS)
+    for trial in done:
+        best = trial.user_attrs["best_acc"]
+        assert trial.intermediate_values == {5: pytest.approx(best / 2), 10: pytest.approx(best)}
 
 
 def _add(study, job, state, kind=None):
