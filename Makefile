@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test search lint format bench clean
+.PHONY: setup data test search demo lint format bench clean
 
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,postgres]"
 	touch $(STAMP)
 
 # Debian's Fashion-MNIST is the embedded default dataset; install it where apt exists.
@@ -30,6 +30,11 @@ test: setup
 
 search: setup
 	$(BIN)/nlfs search --strategy regevo
+
+# The whole pipeline (search, elimination, transfer, fidelity, report) on the embedded default
+# configs/pipeline_cpu.toml: about 10 minutes on 2 cores; rerun to resume.
+demo: setup
+	$(BIN)/nlfs run
 
 LINTED := nlfs strategies tests benchmarks
 

@@ -36,13 +36,15 @@ def write_report(
     formats: Iterable[str] = FORMATS,
     *,
     fidelity: dict | None = None,
+    verdict: dict | None = None,
 ) -> list[Path]:
     """Write ``report`` in ``formats`` under ``out_dir`` (created); return the files written.
 
     Figures go to ``out_dir/figures`` when a format shows them (md, html, tex); the HTML file
     embeds them and stands alone. ``fidelity``: the facts of a fidelity run
     (:func:`nlfs.experiments.fidelity.collect`), added as a section and as ``"fidelity"`` in the
-    JSON (facts and analysis).
+    JSON (facts and analysis). ``verdict``: the verdict of a pipeline run
+    (:func:`nlfs.report.verdict.build_verdict`), shown first and kept as ``"verdict"``.
     """
     from nlfs.report import html, jsonout, latex, markdown  # renderers load on demand
     from nlfs.report.document import layout
@@ -61,6 +63,12 @@ def write_report(
         figures = write_figures(report, out)
         written += [out / f.path for f in figures]
         blocks = layout(report, figures)
+        if verdict is not None:
+            from nlfs.report.verdict import verdict_blocks
+
+            opening, pictures = verdict_blocks(verdict, out)
+            blocks[1:1] = opening  # right under the title, above every table
+            written += pictures
     extra = _fidelity_section(fidelity, out, formats) if fidelity is not None else None
     if extra is not None:
         blocks += extra[0]
@@ -76,6 +84,8 @@ def write_report(
             data = jsonout.to_json(report)
             if extra is not None:
                 data["fidelity"] = extra[1]
+            if verdict is not None:
+                data["verdict"] = verdict
             path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         written.append(path)
     return written

@@ -49,7 +49,25 @@ class Figure:
     caption: str
 
 
-Block = Heading | Paragraph | Bullets | Table | Figure
+@dataclass(frozen=True)
+class Formula:
+    """A found loss: a caption naming it, its expression and sign, and its LaTeX formula
+    (:func:`nlfs.losses.export.latex_formula`). Markdown shows the expression; HTML renders the
+    formula as an image (matplotlib's mathtext, so the file stays self-contained); LaTeX typesets
+    it."""
+
+    caption: str
+    expression: str
+    sign: float
+    latex: str
+
+    @property
+    def text(self) -> str:
+        """The loss as plain text: ``-1 * sum_c EXPRESSION``."""
+        return f"{self.sign:+.0f} * sum_c {self.expression}"
+
+
+Block = Heading | Paragraph | Bullets | Table | Figure | Formula
 
 TEST_NAMES = {
     "t": "paired t-test (Welch's t where unpaired)",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from nlfs.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from nlfs.report.document import Block, Bullets, Figure, Formula, Heading, Paragraph, Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
@@ -53,9 +53,29 @@ def render(blocks: Sequence[Block], out_dir: Path) -> str:
                 f'src="data:image/png;base64,{data}"><figcaption>'
                 f"{escape(block.caption)}</figcaption></figure>"
             )
+        elif isinstance(block, Formula):
+            body.append(_formula(block))
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
+    )
+
+
+def _formula(block: Formula) -> str:
+    """The formula as an embedded SVG image (its expression as the alt text and below it)."""
+    from nlfs.report.verdict_plots import formula_svg
+
+    expression = block.text
+    svg = formula_svg(block.latex)
+    image = (
+        ""
+        if svg is None
+        else f'<img class="formula" alt="{escape(expression)}" '
+        f'src="data:image/svg+xml;base64,{base64.b64encode(svg).decode("ascii")}"><br>'
+    )
+    return (
+        f"<figure>{image}<figcaption>{escape(block.caption)}: <code>{escape(expression)}</code>"
+        "</figcaption></figure>"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from nlfs.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from nlfs.report.document import Block, Bullets, Figure, Formula, Heading, Paragraph, Table
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -79,5 +79,7 @@ def render(blocks: Sequence[Block]) -> str:
                 f"\\includegraphics[width=0.7\\linewidth]{{{block.path}}}\n"
                 f"\\caption*{{{tex(block.caption)}}}\n\\end{{figure}}"
             )
+        elif isinstance(block, Formula):
+            out.append(f"{tex(block.caption)}:\n\\[ {block.latex} \\]\n")
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"

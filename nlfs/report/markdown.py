@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nlfs.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from nlfs.report.document import Block, Bullets, Figure, Formula, Heading, Paragraph, Table
 
 
 def _entry(text: str, bold: bool) -> str:
@@ -34,4 +34,6 @@ def render(blocks: Sequence[Block]) -> str:
             out.append("\n".join(lines))
         elif isinstance(block, Figure):
             out.append(f"![{block.caption}]({block.path})\n\n*{block.caption}*")
+        elif isinstance(block, Formula):
+            out.append(f"{block.caption}: `{block.text}`")
     return "\n\n".join(out) + "\n"
