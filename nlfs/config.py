@@ -59,6 +59,12 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:  # tomllib reads bytes and decodes them itself
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:

@@ -9,14 +9,17 @@ internal fails there first. ``pyproject.toml`` caps Optuna below its next major 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial
 
@@ -52,6 +55,22 @@ def rdb_url(storage: BaseStorage) -> str | None:
     return None if url is None else str(url)
 
 
+JOURNAL_OP_NAMES: Mapping[int, str] = {op.value: op.name.lower() for op in JournalOperation}
+"""Names of the journal's operation codes (``6`` -> ``set_trial_state_values``)."""
+
+
+@contextlib.contextmanager
+def journal_lock(path: str) -> Iterator[None]:
+    """Hold the lock that ``JournalFileBackend(path)`` takes around every append (its default
+    lock: a symlink beside the file, broken by Optuna after its grace period if stale)."""
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _journal_append(storage: BaseStorage, op: JournalOperation, logs: list[dict[str, Any]]) -> bool:
     """Append several journal records in one locked, fsynced write; False if not a journal.
 
@@ -70,14 +89,44 @@ def _journal_append(storage: BaseStorage, op: JournalOperation, logs: list[dict[
         return False
     with lock:
         backend.append_logs([{"op_code": op, "worker_id": worker_id, **log} for log in logs])
-        storage._sync_with_backend()
+        _replay_all(storage)
     return True
+
+
+def _replay_all(storage: JournalStorage) -> None:
+    """Replay the journal to its end, then raise the first error of our own records.
+
+    Optuna's replay raises at the first record of this writer it cannot apply (another worker
+    finished the trial meanwhile) and stops there, so the next record of the same batch would
+    raise again at some later, unrelated read; each raise moves past one record, so this ends.
+    """
+    first: Exception | None = None
+    while True:
+        try:
+            storage._sync_with_backend()
+            break
+        except (UpdateFinishedTrialError, KeyError) as err:
+            first = first or err
+    if first is not None:
+        raise first
 
 
 def append_trial_user_attrs(storage: BaseStorage, trial: int, attrs: Mapping[str, Any]) -> bool:
     """Set a trial's user attributes in one journal write; False when not possible."""
     logs = [{"trial_id": trial, "user_attr": {k: v}} for k, v in attrs.items()]
     return _journal_append(storage, JournalOperation.SET_TRIAL_USER_ATTR, logs)
+
+
+def append_trial_intermediate_values(
+    storage: BaseStorage, trial: int, points: Mapping[int, float]
+) -> bool:
+    """Set several intermediate values of a trial in one journal write; False when not
+    possible. The records are those ``set_trial_intermediate_value`` writes."""
+    logs = [
+        {"trial_id": trial, "step": int(step), "intermediate_value": float(value)}
+        for step, value in points.items()
+    ]
+    return _journal_append(storage, JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE, logs)
 
 
 def append_study_user_attrs(storage: BaseStorage, study: int, attrs: Mapping[str, Any]) -> bool:
@@ -94,6 +143,18 @@ def heartbeat_enabled(storage: BaseStorage) -> bool:
 def heartbeat_thread(trial: int, storage: BaseStorage):
     """Optuna's heartbeat thread for a trial (``start()`` / ``join()``; a no-op without one)."""
     return get_heartbeat_thread(trial, storage)
+
+
+def stale_trial_ids(storage: BaseStorage, study: int) -> list[int]:
+    """Ids of the study's RUNNING trials whose heartbeat stopped longer than the grace period.
+
+    ``fail_stale_trials`` fails them at once, and an RDB storage refuses attributes on a
+    finished trial, so NLFS asks which they are first and writes the failure kind before
+    failing them. A storage without a heartbeat has none.
+    """
+    if not is_heartbeat_enabled(storage):
+        return []
+    return list(storage._get_stale_trial_ids(study))
 
 
 def quiet_in_memory_study(

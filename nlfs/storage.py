@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
@@ -32,11 +33,11 @@ from optuna.exceptions import (
     ExperimentalWarning,
     UpdateFinishedTrialError,
 )
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, fail_stale_trials
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from nlfs import optuna_compat
+from nlfs import journal, optuna_compat
 from nlfs.errors import ConfigError
 from nlfs.optuna_compat import (
     ScoredTPESampler,
@@ -46,10 +47,31 @@ from nlfs.optuna_compat import (
     trial_id_of,
 )
 
-HEARTBEAT_INTERVAL_S = 60
-"""How often a worker on an RDB storage records that it is alive (seconds)."""
-GRACE_PERIOD_S = 180
-"""How long a missing heartbeat is tolerated before the trial counts as interrupted (seconds)."""
+
+def _env_seconds(name: str, default: int) -> int:
+    """A whole number of seconds from the environment variable ``name`` (``default`` if unset)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text!r} must be a whole number of seconds, at least 1")
+    return int(text)
+
+
+HEARTBEAT_INTERVAL_S = _env_seconds("NLFS_HEARTBEAT_S", 60)
+"""How often a worker on an RDB storage records that it is alive (seconds; env NLFS_HEARTBEAT_S).
+Every worker and command on one study should use the same values."""
+GRACE_PERIOD_S = _env_seconds("NLFS_GRACE_S", 180)
+"""How long a missing heartbeat is tolerated before the trial counts as interrupted (seconds;
+env NLFS_GRACE_S). Shorter recovers a dead worker's trial sooner; it must stay well above the
+heartbeat interval, or a slow database round trip fails a live worker's trial."""
+if GRACE_PERIOD_S <= HEARTBEAT_INTERVAL_S:
+    raise ConfigError(
+        f"NLFS_GRACE_S ({GRACE_PERIOD_S}) must exceed NLFS_HEARTBEAT_S ({HEARTBEAT_INTERVAL_S})"
+    )
+STRAGGLER_POLL_S = 1.0
+"""How often a worker with nothing left to do checks on other workers' running trials on a
+journal (an RDB storage is checked once per heartbeat interval)."""
 
 INTERRUPTED = "interrupted"
 """``failure_kind`` of a trial whose worker stopped (Ctrl-C, crash); its candidate is redone."""
@@ -58,7 +80,9 @@ SURPLUS = "surplus"
 NOT_COUNTED = (INTERRUPTED, SURPLUS)
 """Failure kinds that do not use up budget (the work was never done)."""
 
-_HOST = socket.gethostname()
+# Containers that share a hostname but not process ids must each set NLFS_WORKER_HOST, or one
+# would judge another's trials by a pid that means nothing in its own namespace.
+_HOST = os.environ.get("NLFS_WORKER_HOST", "").strip() or socket.gethostname()
 _TOKEN = uuid.uuid4().hex[:8]
 
 
@@ -87,7 +111,11 @@ def storage_label(storage: BaseStorage) -> str:
 
 
 def resolve_storage(
-    storage: str | None, study_name: str, runs_dir: str | os.PathLike = "runs"
+    storage: str | None,
+    study_name: str,
+    runs_dir: str | os.PathLike = "runs",
+    *,
+    writable: bool = True,
 ) -> BaseStorage:
     """The Optuna storage named on the command line.
 
@@ -97,11 +125,17 @@ def resolve_storage(
             anything else is the path of a journal file.
         study_name: the study, used to name the default journal file.
         runs_dir: folder of default journal files (created when missing).
+        writable: a journal must be writable: its folder is tested with a write now, so a
+            read-only folder or a full disk fails before any training (readers pass False).
+
+    A journal whose last line was cut mid-write is repaired (a ``.bak`` copy is kept and one
+    line on stderr says what was dropped; see :mod:`nlfs.journal`).
 
     Raises:
         ConfigError: a path that is a folder, or whose parent folder is missing outside the
             current directory (the default ``runs_dir`` is always created), or a URL the RDB
-            storage cannot open.
+            storage cannot open, or a journal that cannot be written.
+        JournalCorruptError: a journal damaged before its last line (nothing is written).
     """
     if storage is not None and "://" in storage:
         try:
@@ -128,7 +162,38 @@ def resolve_storage(
         if storage is not None and not path.parent.is_relative_to(Path.cwd().resolve()):
             raise ConfigError(f"folder {path.parent} of storage {path} does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    if writable:
+        _check_writable_once(path)
+    return _open_journal(path)
+
+
+_WRITABLE: set[Path] = set()
+"""Journals this process has found writable: the probe write is made once per file, not on
+every recovery poll."""
+
+
+def _check_writable_once(path: Path) -> None:
+    if path not in _WRITABLE:
+        journal.check_writable(path)
+        _WRITABLE.add(path)
+
+
+def _open_journal(path: Path) -> JournalStorage:
+    """A journal storage on ``path``, its cut last line repaired (:mod:`nlfs.journal`)."""
+    try:
+        backend = JournalFileBackend(str(path))  # creates the file when missing
+    except OSError as err:
+        raise ConfigError(f"cannot create storage {path}: {err.strerror or err}") from None
+    journal.repair_tail(
+        path, lambda: optuna_compat.journal_lock(str(path)), optuna_compat.JOURNAL_OP_NAMES
+    )
+    try:
+        return JournalStorage(backend)
+    except Exception:  # Optuna's replay of a bad line: JSON, key, type or assertion errors
+        damage = journal.scan(path)
+        if damage is None:
+            raise
+        raise journal.corrupt_error(damage) from None
 
 
 def load_existing_study(
@@ -161,7 +226,7 @@ def load_existing_study(
                     "the study first (`nlfs search`, `nlfs transfer`, `nlfs eliminate`) or pass "
                     "--storage where it was stored"
                 )
-        resolved = resolve_storage(storage, study_name, runs_dir)
+        resolved = resolve_storage(storage, study_name, runs_dir, writable=False)
     try:
         return optuna.load_study(study_name=study_name, storage=resolved)
     except KeyError:
@@ -240,6 +305,18 @@ def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str
             storage.set_trial_user_attr(trial_id, key, value)
 
 
+def set_trial_intermediate_values(
+    storage: BaseStorage, trial_id: int, points: Mapping[int, float]
+) -> None:
+    """Store points of a running trial's learning curve (Optuna's ``trial.report``), ``step ->
+    value``, in one journal write where possible (each write is a locked, fsynced append)."""
+    if not points:
+        return
+    if not optuna_compat.append_trial_intermediate_values(storage, trial_id, points):
+        for step, value in points.items():
+            storage.set_trial_intermediate_value(trial_id, int(step), float(value))
+
+
 def set_study_user_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
     """Set several user attributes of a study (one journal write where possible)."""
     if not optuna_compat.append_study_user_attrs(study_storage(study), study_id_of(study), attrs):
@@ -287,11 +364,14 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 
     Journal storages: a trial's ``worker`` attribute names host and pid; a pid that no longer
     exists on this host means the worker died (trials of other hosts are left alone: only a
-    worker on that host, or an RDB heartbeat, can tell). RDB storages with a heartbeat: Optuna's
-    ``fail_stale_trials`` fails trials whose heartbeat stopped; they get the failure kind too.
+    worker on that host, or an RDB heartbeat, can tell). RDB storages with a heartbeat: trials
+    whose heartbeat stopped longer than the grace period ago are failed the same way.
     The runner evaluates the candidates of these trials again.
     """
     storage = study_storage(study)
+    path = optuna_compat.journal_file_path(storage)
+    if path is not None:  # every writing command passes here before it trains
+        _check_writable_once(Path(path))
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     recovered = []
     for trial in running:
@@ -299,20 +379,52 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
             study, trial.number, trial_id_of(trial)
         ):
             recovered.append(trial.number)
-    if optuna_compat.heartbeat_enabled(storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            fail_stale_trials(study)
-        for trial in running:
-            if trial.number in recovered:
-                continue
-            now = storage.get_trial(trial_id_of(trial))
-            if now.state == TrialState.FAIL and now.user_attrs.get("failure_kind") is None:
-                set_trial_user_attrs(
-                    storage, trial_id_of(trial), {"failure_kind": INTERRUPTED, "state": INTERRUPTED}
-                )
-                recovered.append(trial.number)
+    # Not Optuna's fail_stale_trials: it fails the trials first, and an RDB storage then
+    # refuses the failure kind that tells an interrupted trial from a failed training.
+    for trial_id in optuna_compat.stale_trial_ids(storage, study_id_of(study)):
+        number = storage.get_trial_number_from_id(trial_id)
+        if number not in recovered and mark_interrupted(study, number, trial_id):
+            recovered.append(number)
     return sorted(recovered)
+
+
+def await_stragglers(study: optuna.Study, own: Iterable[int] = ()) -> list[int]:
+    """Wait while other workers' trials run, recovering those whose worker died.
+
+    A worker with nothing left to do calls this before it exits, so that a trial whose worker
+    died is redone by a live one instead of waiting for the next command: the dead trial's
+    candidate (or grid job) is retried at once on a journal of this host, and after the
+    heartbeat grace period on an RDB storage. Only trials this process can judge are waited for
+    (all of them with a heartbeat; on a journal, those of workers on this host).
+
+    Args:
+        study: the study.
+        own: numbers of this worker's trials (never waited for).
+
+    Returns:
+        The numbers recovered as ``interrupted`` (the caller retries them), or an empty list
+        once no other judgeable trial is running.
+    """
+    storage = study_storage(study)
+    heartbeat = optuna_compat.heartbeat_enabled(storage)
+    poll_s = HEARTBEAT_INTERVAL_S if heartbeat else STRAGGLER_POLL_S
+    mine = set(own)
+    while True:
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number not in mine and (heartbeat or _on_this_host(t.user_attrs.get("worker")))
+        ]
+        if not running:
+            return []
+        recovered = recover_interrupted(study)
+        if recovered:
+            return recovered
+        time.sleep(poll_s)  # a live worker is still training: its trial ends or goes stale
+
+
+def _on_this_host(worker: Any) -> bool:
+    return isinstance(worker, Mapping) and worker.get("host") == _HOST
 
 
 class Heartbeat:
@@ -337,6 +449,7 @@ __all__ = [
     "SURPLUS",
     "Heartbeat",
     "ScoredTPESampler",
+    "await_stragglers",
     "load_existing_study",
     "mark_interrupted",
     "open_study",
@@ -345,6 +458,7 @@ __all__ = [
     "recover_interrupted",
     "resolve_storage",
     "set_study_user_attrs",
+    "set_trial_intermediate_values",
     "set_trial_user_attrs",
     "storage_label",
     "study_id_of",

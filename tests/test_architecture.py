@@ -26,7 +26,7 @@ ORDER = (
     "report",
     "cli",
 )
-SHARED = {"errors", "config", "storage", "optuna_compat"}
+SHARED = {"errors", "config", "storage", "optuna_compat", "journal"}
 
 
 def role(module: str) -> str:

@@ -18,7 +18,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
 from nlfs import optuna_compat
-from nlfs.storage import quiet_optuna, resolve_storage
+from nlfs.storage import GRACE_PERIOD_S, quiet_optuna, resolve_storage
 
 quiet_optuna()
 
@@ -98,6 +98,23 @@ def test_appended_trial_attrs_are_the_records_optuna_writes(journal):
     assert fresh.trials[1].user_attrs == attrs
 
 
+def test_appended_intermediate_values_are_the_records_optuna_writes(journal):
+    """One write holds one record per point, identical to ``set_trial_intermediate_value``'s;
+    a fresh ``optuna.load_study`` reads the curve back."""
+    path, storage, study = journal
+    first, second = (optuna_compat.trial_id_of(t) for t in study.get_trials()[:2])
+    storage.set_trial_intermediate_value(first, 50, 0.25)
+    public = _journal_records(path)[-1]
+    before = len(_journal_records(path))
+    points = {50: 0.25, 100: 0.5}
+    assert optuna_compat.append_trial_intermediate_values(storage, second, points) is True
+    records = _journal_records(path)
+    assert len(records) == before + 2
+    assert {**records[before], "trial_id": first} == public
+    fresh = optuna.load_study(study_name="s", storage=resolve_storage(str(path), "s"))
+    assert fresh.trials[1].intermediate_values == points
+
+
 def test_appended_study_attrs_are_the_records_optuna_writes(journal):
     path, storage, study = journal
     study.set_user_attr("budget", 5)
@@ -107,6 +124,20 @@ def test_appended_study_attrs_are_the_records_optuna_writes(journal):
     assert _journal_records(path)[-2] == public
     fresh = optuna.load_study(study_name="s", storage=resolve_storage(str(path), "s"))
     assert fresh.user_attrs == {"budget": 5, "kind": "x"}
+
+
+def test_a_batch_on_a_trial_another_worker_finished_raises_once_and_leaves_reads_sound(journal):
+    """Two workers mark one dead trial at once: the later batch is refused, and the rest of it
+    does not raise again at the next, unrelated read (Optuna's replay stops at the first)."""
+    path, storage, study = journal
+    other = resolve_storage(str(path), "s")  # a second worker on the same file
+    tid = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"), 0)
+    other.set_trial_state_values(tid, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        optuna_compat.append_trial_user_attrs(storage, tid, {"a": 1, "b": 2})
+    states = [t.state for t in study.get_trials(deepcopy=False)]  # no error left behind
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    assert storage.get_trial(tid).user_attrs == {}
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask on an RDB storage
@@ -136,6 +167,24 @@ def test_heartbeat_thread_records_a_heartbeat_on_an_sqlite_storage(journal, sqli
     with sqlite3.connect(tmp_path / "s.db") as db:
         rows = db.execute("SELECT trial_id FROM trial_heartbeats").fetchall()
     assert rows == [(tid,)]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_stale_trial_ids_are_running_trials_whose_heartbeat_is_older_than_the_grace(sqlite_url):
+    """A heartbeat recorded grace + 1 s in the past (by hand) is stale; none on a journal."""
+    storage = resolve_storage(sqlite_url, "r")
+    study = optuna.create_study(study_name="r", storage=storage)
+    sid = storage.get_study_id_from_name("r")
+    tid = storage.get_trial_id_from_study_id_trial_number(sid, study.ask().number)
+    assert optuna_compat.stale_trial_ids(storage, sid) == []  # no heartbeat yet
+    storage.record_heartbeat(tid)
+    assert optuna_compat.stale_trial_ids(storage, sid) == []
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, ?)",
+            (f"-{GRACE_PERIOD_S + 1} seconds",),
+        )
+    assert optuna_compat.stale_trial_ids(storage, sid) == [tid]
 
 
 def test_quiet_in_memory_study_silences_the_logger_that_announces_studies():

@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("nlfs.cli.compare", "Compare search strategies on equal budgets."),
     "ablate": ("nlfs.cli.ablate", "Compare search-space variants with one strategy."),
     "fidelity": ("nlfs.cli.fidelity", "Does the surrogate's ranking carry to a target setting?"),
+    "refine": ("nlfs.cli.refine", "Tune the coefficients of a found loss."),
+    "run": ("nlfs.cli.run", "The whole pipeline, search to verdict, in one command."),
+    "repair": ("nlfs.cli.repair", "Salvage a damaged journal's sound lines into a new file."),
 }
 
 

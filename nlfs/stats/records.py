@@ -96,52 +96,61 @@ def read_csv(path: str | Path) -> list[RunRecord]:
         handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as err:
         raise RecordError(f"{name}: cannot read results file: {err.strerror}", path=name) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-        if not header:
-            raise RecordError(
-                f"{name}: empty file, expected a header {','.join(COLUMNS)}", path=name
-            )
-        header = [h.strip() for h in header]
-        reader.fieldnames = header
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise RecordError(
-                f"{name}: missing column {missing[0]!r} (header has {', '.join(header)}; "
-                f"required: {', '.join(COLUMNS)})",
-                path=name,
-                row=0,
-                column=missing[0],
-            )
-        records: list[RunRecord] = []
-        seen: dict[tuple, int] = {}
-        for row_no, row in enumerate(reader, start=1):
-            line = reader.line_num
-            fields_ = {}
-            for column in COLUMNS:
-                text = (row.get(column) or "").strip()
-                if not text:
+    try:
+        with handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames
+            if not header:
+                raise RecordError(
+                    f"{name}: empty file, expected a header {','.join(COLUMNS)}", path=name
+                )
+            header = [h.strip() for h in header]
+            reader.fieldnames = header
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise RecordError(
+                    f"{name}: missing column {missing[0]!r} (header has {', '.join(header)}; "
+                    f"required: {', '.join(COLUMNS)})",
+                    path=name,
+                    row=0,
+                    column=missing[0],
+                )
+            records: list[RunRecord] = []
+            seen: dict[tuple, int] = {}
+            for row_no, row in enumerate(reader, start=1):
+                line = reader.line_num
+                fields_ = {}
+                for column in COLUMNS:
+                    text = (row.get(column) or "").strip()
+                    if not text:
+                        raise RecordError(
+                            f"{_where(name, row_no, line, column)}: empty field",
+                            path=name,
+                            row=row_no,
+                            column=column,
+                        )
+                    fields_[column] = text
+                fields_["seed"] = _parse_seed(fields_["seed"], name, row_no, line)
+                fields_["value"] = _parse_value(fields_["value"], name, row_no, line)
+                record = RunRecord(**fields_)
+                if record.key in seen:
                     raise RecordError(
-                        f"{_where(name, row_no, line, column)}: empty field",
+                        f"{_where(name, row_no, line, 'seed')}: duplicate of row "
+                        f"{seen[record.key]} (same {', '.join(KEY_COLUMNS)})",
                         path=name,
                         row=row_no,
-                        column=column,
+                        column="seed",
                     )
-                fields_[column] = text
-            fields_["seed"] = _parse_seed(fields_["seed"], name, row_no, line)
-            fields_["value"] = _parse_value(fields_["value"], name, row_no, line)
-            record = RunRecord(**fields_)
-            if record.key in seen:
-                raise RecordError(
-                    f"{_where(name, row_no, line, 'seed')}: duplicate of row {seen[record.key]} "
-                    f"(same {', '.join(KEY_COLUMNS)})",
-                    path=name,
-                    row=row_no,
-                    column="seed",
-                )
-            seen[record.key] = row_no
-            records.append(record)
+                seen[record.key] = row_no
+                records.append(record)
+    except UnicodeDecodeError as err:
+        raise RecordError(
+            f"{name}: not UTF-8 text (byte {err.start} of a read block: {err.reason}); save the "
+            "results file as UTF-8",
+            path=name,
+        ) from None
+    except csv.Error as err:  # a malformed quote or a field over the csv module's size limit
+        raise RecordError(f"{name}: not a readable CSV file: {err}", path=name) from None
     if not records:
         raise RecordError(f"{name}: no data rows after the header", path=name)
     return records
