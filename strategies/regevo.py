@@ -19,7 +19,8 @@ RETRIES_PER_PLAN = 100
 
 _RETRYABLE = frozenset({State.NAN, State.DIVERGED, State.TIMEOUT, State.ERROR})
 """Training failures that earn a re-mutation. ``interrupted`` trials are re-run by the runner
-with the same candidate and ``rejected`` ones never trained, so neither counts."""
+with the same candidate, ``rejected`` ones never trained and ``pruned`` ones trained fine but
+lost to their peers, so none of those counts."""
 
 
 class RegularizedEvolution(Strategy):
@@ -36,6 +37,12 @@ class RegularizedEvolution(Strategy):
             diverged, timeout or error) is mutated again in place of a tournament (7).
         crossover: probability that a child is the crossover of two tournament winners
             instead of a mutant (0; only for spaces that support crossover).
+
+    A pruned child (stopped early by the search's pruning rule: below its peers at a
+    checkpoint) neither joins the population nor earns a re-mutation: it trained correctly and
+    lost, like a tournament loser, and its partial accuracy, taken at a shorter horizon than
+    every member's fitness, would not compare with them. So the tournament only ever compares
+    fitness measured at the full horizon (with a multi-fidelity profile: its highest rung).
 
     Asynchronous use: an ask draws its tournament from the population as told so far; an ask
     before any result is told samples randomly. The population is a function of the told

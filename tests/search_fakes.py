@@ -20,6 +20,15 @@ MICRO_SHORT = str(Path(__file__).parent / "profiles" / "micro_short.toml")
 """micro cut to 40 steps: real, seed-dependent results at a few tenths of a second each."""
 
 
+FAKE_POINTS = (2, 4, 6, 8, 10)
+"""Evaluation points of a fake evaluation (it reports 10 steps)."""
+
+
+def fake_curve(fitness: float) -> list[tuple[int, float]]:
+    """A fake learning curve rising to ``fitness`` at the last point (ranks never cross)."""
+    return [(step, fitness * (0.5 + 0.05 * step)) for step in FAKE_POINTS]
+
+
 def fake_fitness(expression: str) -> float | None:
     """A fitness in [0, 1) from the expression's key; None (a NaN run) for about 1 in 7."""
     value = int(expression_key(expression)[:8], 16)
@@ -30,6 +39,9 @@ def fake_fitness(expression: str) -> float | None:
 
 class FakeEvaluator:
     """Scores ``request.loss.expression`` with :func:`fake_fitness`; remembers what it saw.
+
+    A request's monitor sees :func:`fake_curve`; when it says stop, the result is ``pruned``
+    with the best accuracy reached so far, as the real evaluator does.
 
     Args:
         profile: the profile name it was built for (recorded in results).
@@ -46,25 +58,33 @@ class FakeEvaluator:
         self.crash = crash
         self.inner = inner
         self.seen: list[str] = []
+        self.calls: list[int] = []  # requests per evaluate call
 
     def evaluate(self, requests):
-        results = []
+        self.calls.append(len(requests))
         for request in requests:
             if self.crash_at is not None and len(self.seen) == self.crash_at:
                 if self.crash == "exit":
                     os._exit(3)  # a worker killed mid-trial: no cleanup runs
                 raise self.crash()
-            expression = request.loss.expression
-            self.seen.append(expression)
-            if self.inner is not None:
-                results.extend(self.inner.evaluate([request]))
-                continue
-            fitness = fake_fitness(expression)
-            state = State.OK if fitness is not None else State.NAN
-            results.append(
-                EvalResult(state, fitness, fitness, 10, 0.001, self.profile, device="cpu")
-            )
-        return results
+            self.seen.append(request.loss.expression)
+        if self.inner is not None:
+            return self.inner.evaluate(list(requests))
+        return [self._fake_result(r, fake_fitness(r.loss.expression)) for r in requests]
+
+    def _fake_result(self, request, fitness: float | None) -> EvalResult:
+        if fitness is None:
+            return EvalResult(State.NAN, None, None, 10, 0.001, self.profile, device="cpu")
+        history = []
+        for step, acc in fake_curve(fitness):
+            history.append({"step": step, "eval_acc": acc})
+            if request.monitor is not None and request.monitor(step, acc):
+                meta = {"history": history}
+                return EvalResult(
+                    State.PRUNED, acc, acc, step, 0.001, self.profile, "cpu", metadata=meta
+                )
+        meta = {"history": history}
+        return EvalResult(State.OK, fitness, fitness, 10, 0.001, self.profile, "cpu", metadata=meta)
 
 
 class FakeFactory:

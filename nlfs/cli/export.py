@@ -42,16 +42,18 @@ def export(study_name, storage, number, output, fmt) -> None:
     if output is None:
         raise ConfigError("export needs -o FILE.py (or --format latex to print the formula)")
     state = "ok" if trial.state == TrialState.COMPLETE else trial.user_attrs.get("state")
+    # Only a completed trial has a fitness (a PRUNED trial's value is its last checkpoint).
+    fitness = trial.value if trial.state == TrialState.COMPLETE else None
     provenance = {
         "study": study_name,
         "storage": storage_label(study_storage(study)),
         "trial": number,
         "state": state,
-        "fitness (best validation accuracy)": trial.value,
+        "fitness (best validation accuracy)": fitness,
         "profile": study.user_attrs.get("profile"),
         "strategy": study.user_attrs.get("strategy"),
         "space": study.user_attrs.get("space"),
         "key": trial.user_attrs.get("key"),
     }
     path = write_module(output, expression, sign, provenance=provenance)
-    console.print(f"wrote {path} (trial {number}, fitness {trial.value})")
+    console.print(f"wrote {path} (trial {number}, {state}, fitness {fitness})")

@@ -19,6 +19,9 @@ from nlfs.cli.common import json_option, resumable_on_ctrl_c, show_summary, stor
     "--config", "config_file", help="Config name under configs/ or a TOML path [default: default]."
 )
 @click.option("--workers", type=int, help="Local worker processes on the study.")
+@click.option(
+    "--group", type=int, help="Trials each worker trains together [default: per device, 1]."
+)
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--data-dir", help="Dataset folder (default: the profile dataset's location).")
 @json_option
@@ -32,6 +35,7 @@ def search(
     storage,
     config_file,
     workers,
+    group,
     device,
     data_dir,
     as_json,
@@ -53,6 +57,7 @@ def search(
         "budget": budget,
         "seed": seed,
         "workers": workers,
+        "group": group,
         "device": device,
         "data_dir": data_dir,
     }

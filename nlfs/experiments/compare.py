@@ -149,9 +149,9 @@ def prepare_reevaluation(comparison: Comparison, storage: str) -> tuple[optuna.S
     Returns:
         The study, its number of jobs and how many are still to run.
     """
-    from nlfs.evaluation.profiles import load_profile
+    from nlfs.evaluation.profiles import load_profile, profile_data
 
-    profile = dataclasses.asdict(load_profile(comparison.reference.profile))
+    profile = profile_data(load_profile(comparison.reference.profile))
     recipe = {"profile": profile, "eval_seed": comparison.reference.eval_seed}
     name = reevaluation_name(comparison)
     study = open_study(
@@ -308,7 +308,9 @@ def study_facts(study: optuna.Study, baseline: float | None, top_k: int) -> dict
     return {
         "evaluations": len(used),
         "ok": len(ok),
-        "failed": len(used) - len(ok),
+        # A pruned trial (stopped early, Optuna's PRUNED) is neither ok nor a training failure.
+        "pruned": sum(t.state is TrialState.PRUNED for t in used),
+        "failed": sum(t.state is TrialState.FAIL for t in used),
         "rejected": sum(rejections.values()),
         "duplicates": sum(rejections.get(r, 0) for r in DUPLICATE_REASONS),
         "rejections": rejections,

@@ -97,7 +97,9 @@ def layout(facts: dict, analysis: dict, figures: Sequence[Figure], *, latex: boo
         Paragraph(
             "Rejection and duplicate rates are over all screened candidates (rejected + "
             "trained), summed over seeds; duplicates are the rejections for a duplicate key or "
-            "probe curve. Failure rate: failed / trained evaluations. Distinct keys and "
+            "probe curve. Failure rate: failed / trained evaluations; pruned evaluations "
+            "(stopped early by the pruning rule, no fitness) are neither ok nor failed. "
+            "Distinct keys and "
             "diversity (mean pairwise probe-fingerprint distance of the top 20): median over "
             "seeds."
         ),
@@ -120,8 +122,8 @@ def setup_text(facts: dict) -> str:
         f"{len(facts['seeds'])} search seeds each ({seeds}), {budget}. Profile "
         f"{facts['profile']} (settings hash {facts['profile_hash']}) on {facts['machine']}; "
         f"every trial trains with evaluation seed {facts['eval_seed']}. Budgets count trained "
-        "evaluations (finished ok or failed); candidates rejected by the screen, duplicates "
-        "included, do not consume budget and are reported below. "
+        "evaluations (finished ok, failed or pruned); candidates rejected by the screen, "
+        "duplicates included, do not consume budget and are reported below. "
     )
     if reeval:
         fresh = ", ".join(str(s) for s in facts["reevaluation_seeds"])
@@ -265,6 +267,7 @@ def rates_table(analysis: dict) -> Table:
                     str(t["rejected"]),
                     str(t["duplicates"]),
                     str(t["failed"]),
+                    str(t.get("pruned", 0)),
                     num(arm["rejection_rate"], 3),
                     num(arm["duplicate_rate"], 3),
                     num(arm["failure_rate"], 3),
@@ -280,6 +283,7 @@ def rates_table(analysis: dict) -> Table:
             "Rejected",
             "Duplicates",
             "Failed",
+            "Pruned",
             "Rejection rate",
             "Duplicate rate",
             "Failure rate",

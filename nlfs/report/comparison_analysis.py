@@ -117,7 +117,7 @@ def _arm(arm: dict, t_max: float) -> dict:
     studies = arm["studies"]
     total = {
         k: int(sum(s.get(k, 0) for s in studies))
-        for k in ("evaluations", "ok", "failed", "rejected", "duplicates")
+        for k in ("evaluations", "ok", "failed", "pruned", "rejected", "duplicates")
     }
     screened = total["rejected"] + total["evaluations"]
     reasons: dict[str, int] = {}
@@ -137,6 +137,7 @@ def _arm(arm: dict, t_max: float) -> dict:
         "rejection_rate": _rate(total["rejected"], screened),
         "duplicate_rate": _rate(total["duplicates"], screened),
         "failure_rate": _rate(total["failed"], total["evaluations"]),
+        "pruned_rate": _rate(total["pruned"], total["evaluations"]),
         "distinct_keys": summarise([s.get("distinct_keys") for s in studies]),
         "diversity": summarise([_clean(s.get("diversity")) for s in studies]),
         "curve_evaluations": curve_by_evaluations(studies),

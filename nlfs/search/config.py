@@ -4,14 +4,16 @@ File layout::
 
     [search]              # SearchConfig fields (strategy, space, profile, budget, seed, ...)
     [screen]              # ScreenConfig: tolerance and dedupe of the pre-training screen
+    [pruning]             # PruningConfig: early stopping of candidates (nlfs.search.pruning)
     [strategy.<name>]     # options of strategy <name>; only the chosen strategy's table is used
     [space.<name>]        # options of search space <name>; only the chosen space's table is used
 
 Command-line flags override values of the file. The study remembers ``config_hash``, a hash of
 everything that changes which candidates are proposed or how they are scored. Left out of the
 hash, so they may change between runs of one study: ``budget`` and ``time_budget_s`` (raise
-them to extend a finished search), ``workers``, ``device`` and ``data_dir`` (where and how fast
-it runs, not what it computes).
+them to extend a finished search), ``workers``, ``group``, ``device`` and ``data_dir`` (where
+and how fast it runs, not what it computes). A ``[pruning]`` table with rule ``none`` is also
+left out, so studies stored before pruning existed keep their hash.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 
 from nlfs.config import build, config_hash, load_toml, resolve_config
 from nlfs.errors import ConfigError
+from nlfs.search.pruning import PruningConfig
 
-NOT_HASHED = ("budget", "time_budget_s", "workers", "device", "data_dir")
+NOT_HASHED = ("budget", "time_budget_s", "workers", "group", "device", "data_dir")
 """SearchConfig fields that may differ between runs of one study (see the module docstring)."""
 
 
@@ -62,7 +65,10 @@ class SearchConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         data_dir: dataset folder (None: the profile dataset's default location).
         workers: local worker processes sharing the study.
+        group: trials each worker keeps in flight and trains together (None: the evaluator's
+            default for the device, :data:`nlfs.evaluation.evaluator.DEFAULT_GROUP`).
         screen: screening settings.
+        pruning: early stopping of candidates below their peers (rule ``none`` by default).
         strategy_options: keyword options of the chosen strategy (``[strategy.<name>]``).
         space_options: keyword options of the chosen space (``[space.<name>]``).
     """
@@ -78,7 +84,9 @@ class SearchConfig:
     device: str = "auto"
     data_dir: str | None = None
     workers: int = 1
+    group: int | None = None
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
     strategy_options: dict = field(default_factory=dict)
     space_options: dict = field(default_factory=dict)
 
@@ -89,6 +97,8 @@ class SearchConfig:
             raise ConfigError(f"time budget must be positive seconds, got {self.time_budget_s}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.group is not None and self.group < 1:
+            raise ConfigError(f"group must be at least 1, got {self.group}")
         if self.screen.tolerance < 0:
             raise ConfigError(f"screen tolerance must be >= 0, got {self.screen.tolerance}")
 
@@ -98,12 +108,14 @@ class SearchConfig:
 
     def hash(self) -> str:
         """The study's ``config_hash``: everything except :data:`NOT_HASHED` fields."""
-        data = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
-        return config_hash(data)
+        return config_hash(self.hashed_dict())
 
     def hashed_dict(self) -> dict[str, Any]:
         """The values the hash covers (stored so a refused resume can say what differs)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        data = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        if self.pruning.rule == "none":
+            del data["pruning"]  # no pruning scores as before pruning existed
+        return data
 
     def profile_label(self) -> str:
         """The profile as a short name (a path's stem)."""
@@ -114,7 +126,7 @@ class SearchConfig:
         return f"{self.strategy}-{self.space}-{self.profile_label()}-s{self.seed}"
 
 
-_TOP_KEYS = ("search", "screen", "strategy", "space")
+_TOP_KEYS = ("search", "screen", "pruning", "strategy", "space")
 
 
 def load_search_config(
@@ -152,12 +164,16 @@ def config_from_table(
         raise ConfigError(
             f"{where}: unknown table(s) {', '.join(unknown)}; valid: {', '.join(_TOP_KEYS)}"
         )
+    for key in _TOP_KEYS:
+        if not isinstance(table.get(key, {}), Mapping):
+            raise ConfigError(f"{where}: {key} must be a table ([{key}]), not {table[key]!r}")
     search = dict(table.get("search", {}))
-    for key in ("screen", "strategy_options", "space_options"):
+    for key in ("screen", "pruning", "strategy_options", "space_options"):
         if key in search:
             raise ConfigError(f"{where}: [search] cannot set {key!r}; use its own table")
     search.update({k: v for k, v in (overrides or {}).items() if v is not None})
     search["screen"] = table.get("screen", {})
+    search["pruning"] = table.get("pruning", {})
     strategy = search.get("strategy", SearchConfig.strategy)
     space = search.get("space", SearchConfig.space)
     search["strategy_options"] = _named_table(table, "strategy", strategy, where)

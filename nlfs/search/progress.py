@@ -131,7 +131,7 @@ def summarize(study: optuna.Study, n: int = 10) -> dict[str, Any]:
         "profile": attrs.get("profile"),
         "seed": attrs.get("seed"),
         "budget": attrs.get("budget"),
-        "finished": counts["ok"] + counts["failed"],
+        "finished": counts["ok"] + counts["failed"] + counts["pruned"],
         "counts": dict(sorted(counts.items())),
         "rejections": _rejections(attrs),
         "best": best_trials(study, n),

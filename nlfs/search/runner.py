@@ -19,9 +19,16 @@ apart). One worker's loop:
    the trial number, so the k-th ask's randomness is that of trial k on every worker and on
    resume. A key another running or finished trial took meanwhile (a race between workers) is
    asked again; the screen now knows it.
-5. Write the candidate's attributes, evaluate with ``EvalRequest(loss, eval_seed)`` (phase
-   ``seed`` candidates use ``seed_profile`` when the config names one), write the outcome and
-   tell Optuna: a value only for state ok, FAIL otherwise.
+5. Write the candidate's attributes, evaluate with ``EvalRequest(loss, eval_seed, monitor)``
+   (phase ``seed`` candidates use ``seed_profile`` when the config names one), write the
+   outcome and tell Optuna: a value only for state ok, PRUNED for a candidate the pruning rule
+   stopped, FAIL otherwise. The monitor stores each evaluation point as the trial's Optuna
+   intermediate value (optuna-dashboard draws the learning curves) and asks the config's
+   pruning rule (:mod:`nlfs.search.pruning`) whether to stop the candidate.
+
+With ``group`` K > 1 a worker reserves up to K trials (steps 3-4 for each, so the budget rule
+and the ``(seed, k)`` asks are unchanged), evaluates their requests in one call (the evaluator
+trains same-seed candidates together) and records each as in step 5.
 
 Ctrl-C (or any exception) during a trial fails it as ``interrupted``; the next run evaluates its
 candidate again and resumes.
@@ -29,6 +36,7 @@ candidate again and resumes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -40,10 +48,12 @@ from optuna.trial import FrozenTrial, TrialState
 from nlfs.errors import NLFSError
 from nlfs.evaluation.results import EvalRequest, EvalResult, State
 from nlfs.search.config import SearchConfig
+from nlfs.search.pruning import CurveKeeper
 from nlfs.search.trials import TrialCache, candidate_of, is_finished_work, record_of
 from nlfs.storage import (
     SURPLUS,
     Heartbeat,
+    await_stragglers,
     mark_interrupted,
     recover_interrupted,
     set_study_user_attrs,
@@ -135,6 +145,7 @@ class SearchWorker:
         self._own: set[int] = set()
         self._label = worker_label()
         self._reported: dict[str, int] = {}
+        self.curves = CurveKeeper(self._store, self.cache, config)
         self.screen = None
         self.strategy = None
 
@@ -178,15 +189,44 @@ class SearchWorker:
         ran = 0
         while max_trials is None or ran < max_trials:
             self._sync()
-            if self.cache.counted >= self.config.budget or self._out_of_time():
+            if self._out_of_time():
+                break
+            if self.cache.counted >= self.config.budget:
+                # A trial of a worker that died still counts as running: wait for the others
+                # and redo the dead ones' candidates, so the study ends at its budget.
+                recovered = await_stragglers(self.study, own=self._own)
+                if not recovered:
+                    break
+                self.recovered.extend(recovered)
+                continue
+            batch = self._reserve_group(self.group if max_trials is None else max_trials - ran)
+            if not batch:
+                break
+            self._run_trials(batch)
+            ran += len(batch)
+        self._sync()
+        return ran
+
+    @property
+    def group(self) -> int:
+        """Trials this worker keeps in flight (the config's, else the device's default)."""
+        if self.config.group is not None:
+            return self.config.group
+        from nlfs.evaluation.evaluator import DEFAULT_GROUP, resolve_device
+
+        return DEFAULT_GROUP.get(resolve_device(self.config.device).type, 1)
+
+    def _reserve_group(self, size: int) -> list[tuple[int, int, int | None]]:
+        """Reserve up to ``size`` trials, fewer when the budget runs out first."""
+        batch = []
+        for _ in range(size):
+            if batch and self.cache.counted >= self.config.budget:
                 break
             reserved = self._reserve()
             if reserved is None:
                 break
-            self._run_trial(*reserved)
-            ran += 1
-        self._sync()
-        return ran
+            batch.append(reserved)
+        return batch
 
     def _out_of_time(self) -> bool:
         limit = self.config.time_budget_s
@@ -260,29 +300,60 @@ class SearchWorker:
             attrs["params"] = dict(candidate.params)
         set_trial_user_attrs(self._store, trial_id, attrs)
 
-    def _run_trial(self, trial_id: int, number: int, retry_of: int | None) -> None:
+    def _run_trials(self, batch: list[tuple[int, int, int | None]]) -> None:
+        """Ask, evaluate (together) and record the reserved trials of ``batch``."""
+        asked = []
         try:
-            candidate = self._candidate(trial_id, number, retry_of)
+            # The heartbeats cover the whole trials: a worker killed while it picks the
+            # candidates leaves trials that go stale like any other.
+            with contextlib.ExitStack() as beats:
+                for trial_id, _, _ in batch:
+                    beats.enter_context(Heartbeat(self.study, trial_id))
+                for trial_id, number, retry_of in batch:
+                    asked.append(self._candidate(trial_id, number, retry_of))
+                results = self._evaluate(batch, asked)
+        except BaseException:
+            # Ctrl-C, a crash of the evaluator, a data error: the work was not done, so the
+            # trials are interrupted (re-evaluated on the next run), never counted as failures.
+            for trial_id, number, _ in batch:
+                mark_interrupted(self.study, number, trial_id)
+            raise
+        for (trial_id, number, _), candidate, result in zip(batch, asked, results, strict=True):
+            self._record(trial_id, number, result)
+            self._on_result(number, candidate, result)
+
+    def _evaluate(self, batch, candidates) -> list[EvalResult]:
+        """One evaluator call per profile among the candidates; results in batch order."""
+        by_profile: dict[str, list[int]] = {}
+        requests = []
+        for index, ((trial_id, number, _), candidate) in enumerate(
+            zip(batch, candidates, strict=True)
+        ):
             profile = self.config.profile
             if candidate.phase == "seed" and self.config.seed_profile:
                 profile = self.config.seed_profile
-            loss = self.space.compile(candidate.genome, candidate.sign)
-            request = EvalRequest(loss, seed=self.config.eval_seed, name=f"trial {number}")
-            with Heartbeat(self.study, trial_id):
-                result = self._evaluator(profile).evaluate([request])[0]
-        except BaseException:
-            # Ctrl-C, a crash of the evaluator, a data error: the work was not done, so the
-            # trial is interrupted (re-evaluated on the next run), never counted as a failure.
-            mark_interrupted(self.study, number, trial_id)
-            raise
-        self._record(trial_id, number, result)
-        self._on_result(number, candidate, result)
+            by_profile.setdefault(profile, []).append(index)
+            requests.append(
+                EvalRequest(
+                    self.space.compile(candidate.genome, candidate.sign),
+                    seed=self.config.eval_seed,
+                    name=f"trial {number}",
+                    monitor=self.curves.monitor(trial_id, number, profile),
+                )
+            )
+        results: dict[int, EvalResult] = {}
+        for profile, indices in by_profile.items():
+            evaluated = self._evaluator(profile).evaluate([requests[i] for i in indices])
+            results.update(zip(indices, evaluated, strict=True))
+        return [results[i] for i in range(len(batch))]
 
     def _record(self, trial_id: int, number: int, result: EvalResult) -> None:
         fitness = result.fitness
         state = result.state
         if state is State.OK and (fitness is None or not math.isfinite(fitness)):
             state, fitness = State.NAN, None  # a non-finite accuracy is never a fitness
+        if state is State.PRUNED and not result.metadata.get("history"):
+            state = State.ERROR  # stopped without a measured point: not a pruning decision
         outcome = {
             "failure_kind": None if state is State.OK else state.value,
             "state": state.value,
@@ -293,8 +364,14 @@ class SearchWorker:
             "steps": result.steps,
         }
         set_trial_user_attrs(self._store, trial_id, outcome)
+        self.curves.finish(trial_id, result)
         if fitness is not None:
             self.study.tell(number, fitness)
+        elif state is State.PRUNED:
+            # Optuna's PRUNED, which optuna-dashboard and Optuna's pruners read as such. Tell
+            # gives it its last intermediate value as ``value``; NLFS reads a value as a fitness
+            # only on COMPLETE trials.
+            self.study.tell(number, state=TrialState.PRUNED)
         else:
             self.study.tell(number, state=TrialState.FAIL)
 

@@ -5,8 +5,9 @@ runs it. The runner drives a strategy through two public methods on :class:`Stra
 
 * :meth:`Strategy.ask` ``(n)`` returns ``n`` screened candidates. It may be called again before
   the earlier candidates have results (several asks outstanding, several workers).
-* :meth:`Strategy.tell` ``(trials)`` hands over finished trials, ok or failed, as
-  :class:`TrialRecord` objects rebuilt from storage. A failed or NaN trial is never a fitness.
+* :meth:`Strategy.tell` ``(trials)`` hands over finished trials, ok, failed or pruned, as
+  :class:`TrialRecord` objects rebuilt from storage. A failed, NaN or pruned trial is never a
+  fitness.
 
 Resume by replay: a strategy keeps no state that replaying the stored trials cannot rebuild.
 The randomness of the k-th candidate ever asked (k counts from 0) comes only from
@@ -93,17 +94,40 @@ class Candidate:
 class TrialRecord:
     """A finished trial as strategies see it, rebuilt from storage.
 
+    A *pruned* trial (state ``State.PRUNED``: a pruning rule stopped it at a checkpoint
+    because its accuracy was below its peers' at the same step, see
+    :mod:`nlfs.search.pruning`) has no fitness. Its partial accuracy is a lower bound taken
+    at a shorter horizon than every fitness, so it is not comparable with them: strategies
+    treat a pruned trial as a distinct outcome, not a failure of training (regevo: it neither
+    joins the population nor earns a re-mutation; random: ignored; TPE: Optuna's PRUNED,
+    ranked below every completed trial by the step it reached, then its value there). Its
+    curve and :attr:`partial` are on the record for strategies that want them.
+
     Attributes:
         number: the Optuna trial number.
         candidate: the candidate the trial evaluated.
         state: how the evaluation ended; only ``State.OK`` has a fitness.
         fitness: best validation accuracy, or None.
+        curve: the learning curve as stored, ``(step, accuracy)`` points in step order (empty
+            when the evaluation reported none).
     """
 
     number: int
     candidate: Candidate
     state: State
     fitness: float | None
+    curve: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def pruned(self) -> bool:
+        """True when a pruning rule stopped the trial (no fitness; see the class docstring)."""
+        return self.state is State.PRUNED
+
+    @property
+    def partial(self) -> float | None:
+        """The best accuracy the curve reached (for a pruned trial: a lower bound), or None."""
+        values = [v for _, v in self.curve if math.isfinite(v)]
+        return max(values) if values else None
 
     @property
     def ok(self) -> bool:
@@ -161,6 +185,21 @@ class Strategy(ABC):
     needs_encoding: ClassVar[bool] = False
     """True for strategies that work on the space's fixed-length ``encoding()``."""
 
+    @classmethod
+    def refusal(cls, space: SearchSpace) -> str | None:
+        """Why this strategy cannot search ``space`` (one line naming the remedy), or None.
+
+        The default refuses a space without an ``encoding()`` when :attr:`needs_encoding` is
+        set; a strategy with other needs (a continuous encoding) overrides it.
+        """
+        if cls.needs_encoding and space.encoding() is None:
+            label = getattr(cls, "name", cls.__name__)
+            return (
+                f"{label} needs a space with a fixed-length encoding; space {space.name!r} has "
+                "none; use --space cell or --space taylor"
+            )
+        return None
+
     def __init__(
         self,
         space: SearchSpace,
@@ -179,11 +218,9 @@ class Strategy(ABC):
             )
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"strategy seed must be a non-negative integer, got {seed!r}")
-        if self.needs_encoding and space.encoding() is None:
-            raise ConfigError(
-                f"{label} needs a space with a fixed-length encoding; space {space.name!r} has "
-                "none; use --space cell"
-            )
+        refusal = self.refusal(space)
+        if refusal is not None:
+            raise ConfigError(refusal)
         self.options: dict[str, Any] = {
             key: _check_option(label, key, options.get(key, default), default)
             for key, default in self.defaults.items()

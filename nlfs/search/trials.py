@@ -22,8 +22,9 @@ from nlfs.storage import NOT_COUNTED, SURPLUS, study_id_of, study_storage
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Finished (ok or failed) or running trials use budget; interrupted/surplus ones do not."""
-    if trial.state in (TrialState.RUNNING, TrialState.COMPLETE):
+    """Finished (ok, failed or pruned) or running trials use budget; interrupted/surplus ones
+    do not. A pruned trial trained until it was stopped, so it used budget."""
+    if trial.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
     if trial.state == TrialState.FAIL:
         return trial.user_attrs.get("failure_kind") not in NOT_COUNTED
@@ -31,7 +32,8 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
 
 
 def classify(trial: FrozenTrial) -> str:
-    """``running``, ``ok``, ``failed``, ``interrupted``, ``surplus`` or Optuna's state name."""
+    """``running``, ``ok``, ``failed``, ``pruned``, ``interrupted``, ``surplus`` or Optuna's
+    state name (``pruned`` is Optuna's PRUNED: stopped early by a pruning rule)."""
     if trial.state == TrialState.RUNNING:
         return "running"
     if trial.state == TrialState.COMPLETE:
@@ -64,16 +66,27 @@ def candidate_of(space, attrs: Mapping[str, Any]) -> Candidate:
 
 
 def record_of(space, trial: FrozenTrial) -> TrialRecord:
-    """A finished trial as strategies see it; only a completed trial has a fitness."""
+    """A finished trial as strategies see it; only a completed trial has a fitness.
+
+    A PRUNED trial becomes state ``pruned`` without a fitness (Optuna gives it its last
+    intermediate value as ``value``; that is never read here); its curve is on the record.
+    """
     attrs = trial.user_attrs
+    curve = tuple(sorted(trial.intermediate_values.items()))
     if trial.state == TrialState.COMPLETE:
         state, fitness = State.OK, trial.value
+    elif trial.state == TrialState.PRUNED:
+        state, fitness = State.PRUNED, None
     else:
         state, fitness = State(attrs.get("state") or State.ERROR.value), None
         if state is State.OK:  # finished as FAIL though the evaluator said ok: not a fitness
             state = State.ERROR
     return TrialRecord(
-        number=trial.number, candidate=candidate_of(space, attrs), state=state, fitness=fitness
+        number=trial.number,
+        candidate=candidate_of(space, attrs),
+        state=state,
+        fitness=fitness,
+        curve=curve,
     )
 
 
@@ -89,11 +102,13 @@ class TrialCache:
 
     Attributes:
         trials: trial number -> latest known FrozenTrial.
-        counted: how many trials use budget (running, ok, failed).
+        counted: how many trials use budget (running, ok, failed, pruned).
         seconds_used: training seconds of the finished budget-using trials (their ``seconds``
             attribute), what a time budget counts.
         key_holders: canonical key -> numbers of budget-using trials that carry it (more than
             one means two workers raced to the same candidate).
+        finished_log: every finished trial in the order the cache saw it finish (pruning
+            rules read the stored curves from here, O(new) per checkpoint).
     """
 
     def __init__(self, study: optuna.Study) -> None:
@@ -106,6 +121,7 @@ class TrialCache:
         self.key_holders: dict[str, set[int]] = {}
         self.kinds: Counter[str] = Counter()  # classify() of every trial
         self.best: FrozenTrial | None = None  # the completed trial of highest value
+        self.finished_log: list[FrozenTrial] = []
         self._claims: dict[int, set[int]] = {}  # interrupted number -> trials re-running it
         self._interrupted: set[int] = set()  # interrupted trials that carry a candidate
         self._open: set[int] = set()  # not finished, or without a candidate yet
@@ -135,8 +151,13 @@ class TrialCache:
             self.key_holders.setdefault(attrs["key"], set()).add(trial.number)
         if old is not None and old.user_attrs.get("retry_of") is not None:
             self._claims.get(old.user_attrs["retry_of"], set()).discard(trial.number)
-        # A surplus reservation gives its claim back, so the candidate is still re-run later.
-        if attrs.get("retry_of") is not None and classify(trial) != SURPLUS:
+        # A surplus reservation gives its claim back, so the candidate is still re-run later;
+        # so does a retry interrupted before it wrote the candidate (it cannot be retried
+        # itself, and its claim would lose the candidate: found by benchmarks/reliability.py).
+        gave_back = classify(trial) == SURPLUS or (
+            attrs.get("failure_kind") == "interrupted" and "genome" not in attrs
+        )
+        if attrs.get("retry_of") is not None and not gave_back:
             self._claims.setdefault(attrs["retry_of"], set()).add(trial.number)
         if attrs.get("failure_kind") == "interrupted" and "genome" in attrs:
             self._interrupted.add(trial.number)
@@ -147,6 +168,8 @@ class TrialCache:
         else:
             self._open.add(trial.number)
         was_finished = old is not None and old.state.is_finished()
+        if trial.state.is_finished() and not was_finished:
+            self.finished_log.append(trial)
         return trial.state.is_finished() and not was_finished, has_candidate and not had_candidate
 
     def sync(self) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
@@ -221,5 +244,19 @@ class TrialCache:
         return self.counted - sum(1 for t in later if t is not None and counts_toward_budget(t))
 
     def finished_count(self) -> int:
-        """Trials that finished and used budget (ok or failed)."""
-        return self.kinds["ok"] + self.kinds["failed"]
+        """Trials that finished and used budget (ok, failed or pruned)."""
+        return self.kinds["ok"] + self.kinds["failed"] + self.kinds["pruned"]
+
+    def running(self) -> list[FrozenTrial]:
+        """Trials still running as of the last sync (any worker's)."""
+        return [
+            self.trials[n] for n in sorted(self._open) if self.trials[n].state == TrialState.RUNNING
+        ]
+
+    def steps_used(self) -> int:
+        """Training steps of the finished budget-using trials (their ``steps`` attribute)."""
+        return sum(
+            int(t.user_attrs.get("steps") or 0)
+            for t in self.trials.values()
+            if t.state.is_finished() and counts_toward_budget(t)
+        )

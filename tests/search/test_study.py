@@ -344,7 +344,7 @@ def test_a_reservation_past_the_shared_budget_is_surplus_and_uses_no_budget(tmp_
     second.start()
     reserved = first._reserve()
     assert reserved is not None and second._reserve() is None
-    first._run_trial(*reserved)
+    first._run_trials([reserved])
     trials = load(path).trials
     assert trials[0].user_attrs["failure_kind"] in (None, "nan")  # evaluated
     assert trials[1].user_attrs["failure_kind"] == "surplus"
