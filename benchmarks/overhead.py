@@ -9,6 +9,7 @@ not grow linearly with the number of stored trials (the runner syncs incremental
 Usage::
 
     .venv/bin/python benchmarks/overhead.py [--trials 30] [--stored 100 10000] [--eval-seconds S]
+                                            [--strategy tpe] [--option history=0] [--group K]
 
 ``--eval-seconds`` skips training a micro candidate and uses the given time instead.
 """
@@ -16,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import tempfile
 import time
@@ -72,6 +74,7 @@ def fill(study: optuna.Study, n: int, seed: int = 0) -> None:
             "device": "cpu",
             "seconds": 2.0,
             "genome": space.to_json(genome),
+            "params": space.encode(genome),
             "phase": "search",
             "state": "ok",
             "best_acc": 0.5,
@@ -87,8 +90,18 @@ def fill(study: optuna.Study, n: int, seed: int = 0) -> None:
     study.add_trials(trials)
 
 
-def measure(stored: int, trials: int, folder: Path) -> dict[str, float]:
-    config = load_search_config("default", {"budget": stored + trials, "device": "cpu"})
+def measure(
+    stored: int,
+    trials: int,
+    folder: Path,
+    strategy: str = "regevo",
+    options: dict | None = None,
+    group: int = 1,
+) -> dict[str, float]:
+    overrides = {"budget": stored + trials, "device": "cpu", "strategy": strategy, "group": group}
+    config = load_search_config("default", overrides)
+    if options:
+        config = dataclasses.replace(config, strategy_options={**options})
     storage = resolve_storage(str(folder / f"bench-{stored}.journal"), "bench")
     study = open_study("bench", storage, attrs=study_attrs(config))
     start = time.perf_counter()
@@ -126,17 +139,22 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30, help="trials timed per setting")
     parser.add_argument("--stored", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--eval-seconds", type=float, help="skip measuring micro; use this")
+    parser.add_argument("--strategy", default="regevo")
+    parser.add_argument("--option", action="append", default=[], help="strategy option k=v (int)")
+    parser.add_argument("--group", type=int, default=1, help="trials in flight per worker")
     args = parser.parse_args()
+    options = {k: int(v) for k, v in (o.split("=", 1) for o in args.option)}
     quiet_optuna()
     eval_s = args.eval_seconds if args.eval_seconds is not None else micro_seconds()
     print(f"micro evaluation: {eval_s:.2f} s per candidate (2% = {20 * eval_s:.0f} ms)")
+    print(f"strategy {args.strategy} {options or ''}, {args.group} trial(s) in flight")
     print(
         f"{'stored':>7} {'fill s':>7} {'replay s':>9} {'runner ms/trial':>16} "
         f"{'ask ms':>7} {'% of micro':>10}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for stored in args.stored:
-            r = measure(stored, args.trials, Path(tmp))
+            r = measure(stored, args.trials, Path(tmp), args.strategy, options, args.group)
             share = 100 * r["per_trial_ms"] / 1000 / eval_s
             print(
                 f"{r['stored']:>7} {r['fill_s']:>7.1f} {r['replay_s']:>9.2f} "

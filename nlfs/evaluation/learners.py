@@ -52,13 +52,15 @@ class _Learner:
         self.device = device
         cuda = device.type == "cuda"
         # On CUDA the learning rate is a device tensor and Adam is fused and capturable, so a
-        # step (or its CUDA graph) reads nothing from the host. On the CPU the plain float keeps
-        # the arithmetic of torch's default Adam.
+        # step (or its CUDA graph) reads nothing from the host. On the CPU Adam updates all
+        # tensors at once (foreach; torch's default there is one tensor at a time, measurably
+        # slower for the small surrogates).
         self._lr = torch.tensor(lr, device=device) if cuda else None
         self.optimizer = torch.optim.Adam(
             params,
             lr=self._lr if cuda else lr,
             weight_decay=weight_decay,
+            foreach=not cuda,
             fused=cuda or None,
             capturable=cuda,
         )
@@ -66,6 +68,13 @@ class _Learner:
         self._bad = torch.zeros(self.size, dtype=torch.int64, device=device)
         self._correct = torch.zeros(self.size, dtype=torch.int64, device=device)
         self._step = torch.zeros((), dtype=torch.int64, device=device)
+        # On the CPU a read costs nothing: the flags and counts live on the host there, which
+        # spares the small tensor operations that keep them on an accelerator.
+        self._host = device.type == "cpu"
+        self._host_step = 0
+        self._host_bad = [0] * self.size
+        self._host_correct = [0] * self.size
+        self._host_active = [True] * self.size
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -81,13 +90,17 @@ class _Learner:
     def deactivate(self, index: int) -> None:
         """Mask candidate ``index`` out of later steps (it stopped)."""
         self.active[index] = False
+        self._host_active[index] = False
 
     def first_bad(self) -> list[int]:
         """Per candidate, the first step with a non-finite loss or gradient (0: none)."""
-        return self._bad.tolist()
+        return list(self._host_bad) if self._host else self._bad.tolist()
 
     def take_correct(self) -> list[int]:
         """Per candidate, correct training predictions since the last call."""
+        if self._host:
+            counts, self._host_correct = self._host_correct, [0] * self.size
+            return counts
         counts = self._correct.tolist()
         self._correct.zero_()
         return counts
@@ -96,6 +109,15 @@ class _Learner:
         """Flag non-finite losses or gradient norms and count correct predictions, all on the
         device. ``values``, ``norms``: one per candidate; ``logits``: ``[size, batch, classes]``.
         """
+        if self._host:
+            self._host_step += 1
+            finite = torch.isfinite(values.detach() + norms).tolist()
+            correct = (logits.detach().argmax(dim=-1) == y).sum(dim=-1).tolist()
+            for k in range(self.size):
+                if not finite[k] and not self._host_bad[k] and self._host_active[k]:
+                    self._host_bad[k] = self._host_step
+                self._host_correct[k] += correct[k]
+            return
         self._step += 1
         finite = torch.isfinite(values.detach() + norms)
         fresh = (self._bad == 0) & ~finite & self.active

@@ -33,8 +33,11 @@ POLY1_EPSILON = 1.0
 class BaselineLoss(nn.Module):
     """Shared plumbing: softmax in float32, one-hot targets, per-sample loss, reduction.
 
-    Subclasses implement :meth:`per_sample` from ``(logits, target, p, y)``.
+    Subclasses implement :meth:`per_sample` from ``(logits, target, p, y)``; one that reads
+    only the logits and targets sets ``uses_p_and_y = False`` and gets None for both.
     """
+
+    uses_p_and_y = True
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -52,8 +55,11 @@ class BaselineLoss(nn.Module):
         self, logits: torch.Tensor, target: torch.Tensor, reduction: str | None = None
     ) -> torch.Tensor:
         logits = logits.float()  # like ExpressionLoss: low-precision logits are upcast
-        p = torch.softmax(logits, dim=-1)
-        y = F.one_hot(target, num_classes=logits.shape[-1]).to(p.dtype)
+        if self.uses_p_and_y:
+            p = torch.softmax(logits, dim=-1)
+            y = F.one_hot(target, num_classes=logits.shape[-1]).to(p.dtype)
+        else:  # cross-entropy and label smoothing need neither: spare the work
+            p = y = None
         per_sample = self.per_sample(logits, target, p, y)
         return reduce_loss(per_sample, reduction or self.reduction)
 
@@ -61,12 +67,16 @@ class BaselineLoss(nn.Module):
 class CrossEntropy(BaselineLoss):
     """Cross-entropy, ``-sum y ln p`` (computed by ``F.cross_entropy`` from the logits)."""
 
+    uses_p_and_y = False
+
     def per_sample(self, logits, target, p, y):  # noqa: D102
         return F.cross_entropy(logits, target, reduction="none")
 
 
 class LabelSmoothing(BaselineLoss):
     """Cross-entropy against targets smoothed to ``(1 - eps) y + eps / K`` (Szegedy et al. 2016)."""
+
+    uses_p_and_y = False
 
     def __init__(self, reduction: str = "mean", smoothing: float = LABEL_SMOOTHING) -> None:
         super().__init__(reduction)
