@@ -6,7 +6,7 @@ Sections (each a script of its own in this folder, run here in one process tree)
   on the CPU; one micro evaluation against a plain PyTorch loop; on CUDA, the paper profile's
   step eager against a CUDA graph and K = 1 against K > 1;
 - ``overhead.py``: the runner's own time per trial against a micro evaluation (K = 1 and K in
-  flight) and TPE's ask latency at 2,000 stored trials with its history window and without;
+  flight) and the strategies' ask latency at 2,000 stored trials (TPE's grows with them);
 - ``pruning.py``: the default search with and without its pruning rule (steps spent, best
   fitness).
 
@@ -36,17 +36,12 @@ import pruning  # noqa: E402
 import throughput  # noqa: E402
 
 SECTIONS = ("throughput", "overhead", "pruning")
-OVERHEAD_SETTINGS = (
-    ("regevo", {}, 1),
-    ("regevo", {}, 4),
-    ("tpe", {}, 1),
-    ("tpe", {"history": 0}, 1),
-)
-"""(strategy, options, trials in flight): the runner alone, K in flight, TPE windowed and not."""
+OVERHEAD_SETTINGS = (("regevo", {}, 1), ("regevo", {}, 4), ("tpe", {}, 1))
+"""(strategy, options, trials in flight): the runner alone, K in flight, TPE."""
 
 
 def overhead_section(quick: bool) -> dict[str, Any]:
-    """Runner time per trial (K = 1 and 4) and TPE's ask latency (window 500 and none)."""
+    """Runner time per trial (K = 1 and 4) and the asks' latency, regevo and TPE."""
     from nlfs.storage import quiet_optuna
 
     quiet_optuna()
@@ -62,8 +57,6 @@ def overhead_section(quick: bool) -> dict[str, Any]:
         ]
         for strategy, options, group in settings:
             for n in stored:
-                if strategy == "tpe" and n == stored[0] and options:
-                    continue  # below the window both TPE settings are the same
                 folder = Path(tmp) / f"{strategy}-{len(rows)}"
                 folder.mkdir()
                 r = overhead.measure(n, 10 if quick else 20, folder, strategy, options, group)

@@ -22,11 +22,9 @@ from optuna.trial import TrialState
 from nlfs.errors import NLFSError
 from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 from nlfs.spaces.base import InvalidGenome, ParamSpec
-from nlfs.storage import ScoredTPESampler, quiet_in_memory_study, trial_id_of
+from nlfs.storage import ScoredTPESampler, quiet_in_memory_study
 
 _INNER_STUDY = "nlfs-tpe"
-_NUMBER = "number"
-"""User attribute of an inner trial: the number of the outer trial it mirrors."""
 
 
 def _params_key(params: Any) -> tuple:
@@ -102,21 +100,16 @@ class TPEStrategy(Strategy):
     Options:
         n_startup_trials: told ok trials before TPE replaces random sampling (10, Optuna's).
         n_ei_candidates: candidates TPE scores per proposal (24, Optuna's).
-        history: TPE models only the last this many finished trials (by trial number; 0: all).
-            An ask's cost grows with the trials TPE models (about 1.4 s at 2,000 on 2 CPU
-            cores, more than a micro evaluation); the window keeps it bounded. The kept
-            trials are chosen by number, so a resumed search models what an unbroken one does.
     """
 
     name = "tpe"
     needs_encoding = True
-    defaults = {"n_startup_trials": 10, "n_ei_candidates": 24, "history": 500}
+    defaults = {"n_startup_trials": 10, "n_ei_candidates": 24}
 
     def __init__(self, space, **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         self._require(self.options["n_startup_trials"] >= 0, "n_startup_trials must be >= 0")
         self._require(self.options["n_ei_candidates"] >= 1, "n_ei_candidates must be >= 1")
-        self._require(self.options["history"] >= 0, "history must be >= 0 (0: all trials)")
         self._distributions = {spec.name: _distribution(spec) for spec in space.encoding()}
         # Coordinates with one value are not sampled by TPE; decode still needs them.
         self._constants = {name: _only(d) for name, d in self._distributions.items() if d.single()}
@@ -129,7 +122,6 @@ class TPEStrategy(Strategy):
     def _propose(self, rng: random.Random, k: int) -> Proposal:
         if k != self._asking:
             self._settle()
-            self._trim()
             self._asking = k
             sampler = _FixedSpaceTPE(
                 self._distributions,
@@ -162,24 +154,6 @@ class TPEStrategy(Strategy):
             return False
         return True
 
-    def _trim(self) -> None:
-        """Keep only the last ``history`` finished trials (by outer trial number) and the
-        accepted candidates still running, in trial-number order, in a fresh inner study."""
-        window = self.options["history"]
-        trials = self._store.get_all_trials(self._study_key, deepcopy=False)
-        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        if not window or len(finished) <= window:
-            return
-        finished.sort(key=lambda t: t.user_attrs[_NUMBER])
-        running = {trial_id: key for key, trial_id in self._running.items()}
-        store, study_key = quiet_in_memory_study(_INNER_STUDY, StudyDirection.MAXIMIZE)
-        for trial in finished[-window:] + [t for t in trials if t.state is TrialState.RUNNING]:
-            new_id = store.create_new_trial(study_key, template_trial=trial)
-            key = running.get(trial_id_of(trial))
-            if key is not None:
-                self._running[key] = new_id
-        self._store, self._study_key = store, study_key
-
     def _settle(self) -> None:
         """Close the last ask: its rejected proposals become FAIL, its accepted one RUNNING."""
         if not self._trying:
@@ -210,7 +184,6 @@ class TPEStrategy(Strategy):
         if trial_id is not None:
             for step, value in curve.items():
                 self._store.set_trial_intermediate_value(trial_id, step, value)
-            self._store.set_trial_user_attr(trial_id, _NUMBER, trial.number)
             self._store.set_trial_state_values(trial_id, state, values)
             return
         try:
@@ -220,7 +193,6 @@ class TPEStrategy(Strategy):
                 distributions=self._distributions,
                 values=values,
                 intermediate_values=curve,
-                user_attrs={_NUMBER: trial.number},
             )
         except ValueError as exc:
             raise NLFSError(

@@ -165,25 +165,6 @@ def test_tpe_needs_stored_params():
         strategy.tell([TrialRecord(0, candidate, State.OK, 0.5)])
 
 
-def test_tpe_history_window_models_the_last_trials_and_replays():
-    """With ``history`` N, TPE's inner study keeps the last N finished trials by number (plus
-    running ones), and a fresh instance told the same trials asks what the original asks."""
-    original = TPEStrategy(make_space("cell"), seed=2, screen=make_screen(), history=6)
-    records = drive(original, 20, failures=False)
-    original.ask(1)
-    inner = original._store.get_all_trials(original._study_key)
-    kept = sorted(t.user_attrs["number"] for t in inner if t.state.is_finished() and t.values)
-    assert kept == [r.number for r in records][-6:]
-    screen = make_screen([r.candidate.expression for r in records])
-    replayed = TPEStrategy(make_space("cell"), seed=2, screen=screen, history=6)
-    replayed.tell(records)
-    replayed.asked = original.asked
-    nxt = original.ask(2)
-    assert [c.key for c in replayed.ask(2)] == [c.key for c in nxt]
-    with pytest.raises(ConfigError, match="history must be >= 0"):
-        TPEStrategy(make_space("cell"), screen=make_screen(), history=-1)
-
-
 def test_tpe_beats_random_on_structured_objective():
     """On a learnable synthetic objective TPE's later trials beat random search's on average.
 
