@@ -32,7 +32,7 @@ search: setup
 	$(BIN)/nlfs search --strategy regevo
 
 # The whole pipeline (search, elimination, transfer, fidelity, report) on the embedded default
-# configs/pipeline_cpu.toml: about 6 minutes on 2 cores; rerun to resume.
+# configs/pipeline_cpu.toml: about 5 minutes on 2 cores; rerun to resume.
 demo: setup
 	$(BIN)/nlfs run
 
