@@ -144,6 +144,7 @@ class SearchWorker:
         self._on_result = on_result or (lambda number, cand, result: None)
         self._own: set[int] = set()
         self._label = worker_label()
+        self.group = _group(config)  # trials this worker keeps in flight
         self._reported: dict[str, int] = {}
         self.curves = CurveKeeper(self._store, self.cache, config)
         self.screen = None
@@ -199,22 +200,14 @@ class SearchWorker:
                     break
                 self.recovered.extend(recovered)
                 continue
-            batch = self._reserve_group(self.group if max_trials is None else max_trials - ran)
+            size = self.group if max_trials is None else min(self.group, max_trials - ran)
+            batch = self._reserve_group(size)
             if not batch:
                 break
             self._run_trials(batch)
             ran += len(batch)
         self._sync()
         return ran
-
-    @property
-    def group(self) -> int:
-        """Trials this worker keeps in flight (the config's, else the device's default)."""
-        if self.config.group is not None:
-            return self.config.group
-        from nlfs.evaluation.evaluator import DEFAULT_GROUP, resolve_device
-
-        return DEFAULT_GROUP.get(resolve_device(self.config.device).type, 1)
 
     def _reserve_group(self, size: int) -> list[tuple[int, int, int | None]]:
         """Reserve up to ``size`` trials, fewer when the budget runs out first."""
@@ -389,6 +382,15 @@ class SearchWorker:
         mine = f"rejections/{self._label}"
         total = total_rejections({**self.study.user_attrs, mine: counts})
         set_study_user_attrs(self.study, {mine: counts, "rejections": total})
+
+
+def _group(config: SearchConfig) -> int:
+    """The config's group, else the evaluator's default for the config's device."""
+    if config.group is not None:
+        return config.group
+    from nlfs.evaluation.evaluator import DEFAULT_GROUP, resolve_device
+
+    return DEFAULT_GROUP.get(resolve_device(config.device).type, 1)
 
 
 def total_rejections(user_attrs: Mapping[str, Any]) -> dict[str, int]:
