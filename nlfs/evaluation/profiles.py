@@ -54,7 +54,8 @@ class Profile:
         give_up_after: ...at the first evaluation at or after this step (None: never).
         time_limit_s: wall-clock limit per candidate in seconds (None: none); state timeout.
         compile: ``torch.compile`` the model (CUDA only).
-        channels_last: channels-last memory format (CUDA only).
+        channels_last: channels-last memory format for one candidate at a time (CUDA and CPU;
+            stacked groups take contiguous inputs).
         bf16: bfloat16 autocast (CUDA only).
         cuda_graph: capture the training step in a CUDA graph and replay it (CUDA only; not
             with ``compile``); a step that cannot be captured runs eagerly, and the result's

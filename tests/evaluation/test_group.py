@@ -27,6 +27,10 @@ TINY = Profile(
     eval_every=8,
     lr=3e-3,
     warmup_steps=4,
+    # Stacks take contiguous inputs; one candidate alone would otherwise train channels-last,
+    # whose other kernels round differently (a few images apart after 24 steps). The layout is
+    # held fixed so that what is compared is the stacking.
+    channels_last=False,
 )
 
 
