@@ -427,6 +427,22 @@ def _on_this_host(worker: Any) -> bool:
     return isinstance(worker, Mapping) and worker.get("host") == _HOST
 
 
+def mark_alive(storage: BaseStorage, trial_id: int, *, name_worker: bool = False) -> None:
+    """Give a trial this worker's first sign of life right after it turned RUNNING.
+
+    Recovery judges a RUNNING trial by its worker's pid (this host) or its heartbeat (RDB): a
+    trial that has neither, because its worker died before the :class:`Heartbeat` thread made
+    its first beat, would stay RUNNING for good (and workers waiting for stragglers on an RDB
+    storage would wait for it for good). Called right after the claim, this leaves one storage
+    call's width between the claim and the first sign. ``name_worker``: also write the
+    ``worker`` attribute (a search trial names it in its template already).
+    """
+    if name_worker:
+        storage.set_trial_user_attr(trial_id, "worker", worker_identity())
+    if optuna_compat.heartbeat_enabled(storage):
+        storage.record_heartbeat(trial_id)
+
+
 class Heartbeat:
     """Records an RDB storage heartbeat for one trial while it runs (no-op for journals)."""
 
@@ -451,6 +467,7 @@ __all__ = [
     "ScoredTPESampler",
     "await_stragglers",
     "load_existing_study",
+    "mark_alive",
     "mark_interrupted",
     "open_study",
     "quiet_in_memory_study",

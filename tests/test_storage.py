@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nlfs.errors import ConfigError
 from nlfs.storage import (
+    GRACE_PERIOD_S,
     load_existing_study,
     open_study,
     quiet_optuna,
@@ -122,3 +124,56 @@ def test_rdb_storage_recovers_dead_local_workers_too(tmp_path):
     )
     number = _running(study, {**worker_identity(), "pid": int(dead.stdout)})
     assert recover_interrupted(study) == [number]
+
+
+def _age_heartbeats(db_path, seconds: float) -> None:
+    """Move every recorded heartbeat ``seconds`` into the past (a worker that stopped beating)."""
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, ?)",
+            (f"-{seconds} seconds",),
+        )
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_search_trial_killed_right_after_its_claim_is_recovered_from_its_first_beat(tmp_path):
+    """The claim itself beats once: a worker on another host that dies before its heartbeat
+    thread starts still leaves a trial that goes stale (without it, RUNNING for good)."""
+    from search_fakes import FakeFactory
+
+    from nlfs.search.config import SearchConfig
+    from nlfs.search.runner import SearchWorker, study_attrs
+
+    cfg = SearchConfig(strategy="random", space="cell", profile="fake", budget=4, seed=0)
+    storage = resolve_storage(f"sqlite:///{tmp_path / 's.db'}", "s")
+    study = open_study("s", storage, attrs=study_attrs(cfg))
+    worker = SearchWorker(study, cfg, evaluator_factory=FakeFactory())
+    worker.start()
+    trial_id, number, _ = worker._reserve()  # claimed; the worker "dies" here
+    storage.set_trial_user_attr(trial_id, "worker", {**worker_identity(), "host": "elsewhere"})
+    assert recover_interrupted(study) == []  # fresh beat, another host: alive as far as we know
+    _age_heartbeats(tmp_path / "s.db", GRACE_PERIOD_S + 1)
+    assert recover_interrupted(study) == [number]
+    assert study.trials[number].user_attrs["failure_kind"] == "interrupted"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_grid_job_claimed_by_a_worker_that_dies_at_once_names_it_and_goes_stale(tmp_path):
+    from nlfs.experiments.grid import _claim
+    from nlfs.experiments.jobs import Job, JobSetting, enqueue_jobs
+
+    storage = resolve_storage(f"sqlite:///{tmp_path / 'g.db'}", "g")
+    study = open_study("g", storage, attrs={"kind": "grid"})
+    setting = JobSetting({"name": "s0", "steps": 10}, split="val")
+    enqueue_jobs(study, [Job("ce|s0|0", setting, "cross_entropy", 0)])
+    sid = study_id_of(study)
+    trial = _claim(storage, sid, None)  # the worker "dies" right after its claim
+    assert trial is not None
+    claimed = study.trials[trial.number]
+    assert claimed.state == TrialState.RUNNING
+    assert claimed.user_attrs["worker"] == worker_identity()  # judged by pid on this host
+    trial_id = storage.get_trial_id_from_study_id_trial_number(sid, trial.number)
+    storage.set_trial_user_attr(trial_id, "worker", {**worker_identity(), "host": "elsewhere"})
+    assert recover_interrupted(study) == []
+    _age_heartbeats(tmp_path / "g.db", GRACE_PERIOD_S + 1)
+    assert recover_interrupted(study) == [trial.number]

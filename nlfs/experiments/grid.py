@@ -31,6 +31,7 @@ from nlfs.storage import (
     INTERRUPTED,
     SURPLUS,
     await_stragglers,
+    mark_alive,
     set_trial_intermediate_values,
     set_trial_user_attrs,
 )
@@ -112,6 +113,7 @@ def _claim(storage, study_id: int, prefer: str | None) -> FrozenTrial | None:
                 continue
         except UpdateFinishedTrialError:
             continue
+        mark_alive(storage, trial_id, name_worker=True)
         if _redundant(storage, study_id, trial):
             # Two workers that recovered the same dead job at once both enqueued it again;
             # only the earliest pending copy runs, so no job is trained (or counted) twice.
@@ -195,7 +197,6 @@ def run_worker(
         load_existing_study,
         recover_interrupted,
         study_storage,
-        worker_identity,
     )
 
     study = load_existing_study(study_name, storage)
@@ -222,10 +223,9 @@ def run_worker(
         attrs = trial.user_attrs
         started = time.perf_counter()
         try:
-            # The heartbeat starts first, so a job that names its worker can always be
-            # recovered: by its pid on this host, or once its heartbeat stops (nlfs.storage).
+            # The claim named the worker and made the first beat (mark_alive), so the job can
+            # always be recovered: by its pid on this host, or once its heartbeat stops.
             with Heartbeat(study, trial_id):
-                storage.set_trial_user_attr(trial_id, "worker", worker_identity())
                 if attrs.get("setting") != current:
                     if attrs.get("setting") not in settings:  # enqueued after we started
                         settings = study.user_attrs[SETTINGS_ATTR]

@@ -54,6 +54,7 @@ from nlfs.storage import (
     SURPLUS,
     Heartbeat,
     await_stragglers,
+    mark_alive,
     mark_interrupted,
     recover_interrupted,
     set_study_user_attrs,
@@ -243,6 +244,7 @@ class SearchWorker:
             trial_id=-1,
         )
         trial_id = self._store.create_new_trial(study_id_of(self.study), template_trial=template)
+        mark_alive(self._store, trial_id)
         number = self._store.get_trial_number_from_id(trial_id)
         self._own.add(number)
         self._sync()
