@@ -177,16 +177,40 @@ def test_learning_rate_warms_up_linearly_then_decays_to_zero():
 
 
 @pytest.mark.fmnist
-def test_gpu_check_runs_in_smoke_mode(capsys):
+def test_gpu_check_runs_in_smoke_mode(capsys, monkeypatch):
     """The prepared GPU script must not be broken: it runs tiny on the CPU here (in this
-    process, so it reuses the loaded dataset)."""
+    process, so it reuses the loaded dataset) for K = 1 and 2, and each K's figures agree with
+    each other and with its ratio to K = 1."""
+    import re
+    import sys
+
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks/gpu_check.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclass looks it up
     spec.loader.exec_module(module)
-    assert module.main(["--smoke"]) == 0
+    assert module.main(["--smoke", "--groups", "2"]) == 0  # K = 1 is always measured
     out = capsys.readouterr().out
-    assert "evaluations per GPU-hour" in out and "TFLOP/s" in out
-    assert out.count(": ok ") == 2
+    pattern = (
+        r"K=(\d+): (\d+) candidates in [\d.]+ s, ([\d.]+) ms per candidate-step, evaluations "
+        r"per GPU-hour ([\d,.]+) at (\d+) steps, ~([\d,.]+) at 8000; ([\d.e+-]+) TFLOP/s; "
+        r"([\d.]+)x K=1 \(batched/sequential\)\n +(.*)"
+    )
+    lines = {int(m[0]): m[1:] for m in re.findall(pattern, out)}
+    assert sorted(lines) == [1, 2], out
+    per_hour = {}
+    for k, (count, ms, hour, steps, full, tflops, _, summary) in lines.items():
+        assert (int(count), int(steps)) == (2, 3)
+        assert summary == f"2 ok; trained in groups of [{k}]"
+        hour, full = float(hour.replace(",", "")), float(full.replace(",", ""))
+        # evaluations per hour = 3600 s / (s per candidate-step x steps), to printed precision
+        assert hour == pytest.approx(3600 / (float(ms) / 1000 * 3), rel=1e-3)
+        assert full == pytest.approx(hour * 3 / 8000, rel=1e-3)
+        assert float(tflops) > 0
+        per_hour[k] = hour
+    assert lines[1][6] == "1.00"
+    assert float(lines[2][6]) == pytest.approx(per_hour[2] / per_hour[1], abs=0.01)
+    assert f"best K={max(per_hour, key=per_hour.get)}: " in out
+    assert "GPU-busy fraction: skipped" in out
 
 
 def test_fields_added_later_stay_out_of_stored_profile_data_at_their_default():
