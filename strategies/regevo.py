@@ -17,6 +17,12 @@ from nlfs.search.strategy import Proposal, Strategy, TrialRecord
 RETRIES_PER_PLAN = 100
 """Proposals drawn from one chosen parent before the ask chooses again (all rejected)."""
 
+PLANS_BEFORE_IMMIGRANT = 3
+"""Parents an ask may try (``RETRIES_PER_PLAN`` rejected children each) before it samples the
+space at random instead. A population of few members (early on, or when pruning keeps most
+children out) can sit where every child is one the screen has seen: without this, the ask ran
+out of tries and the search stopped with an error (a multi-fidelity search did, at ask 43)."""
+
 _RETRYABLE = frozenset({State.NAN, State.DIVERGED, State.TIMEOUT, State.ERROR})
 """Training failures that earn a re-mutation. ``interrupted`` trials are re-run by the runner
 with the same candidate, ``rejected`` ones never trained and ``pruned`` ones trained fine but
@@ -43,6 +49,9 @@ class RegularizedEvolution(Strategy):
     lost, like a tournament loser, and its partial accuracy, taken at a shorter horizon than
     every member's fitness, would not compare with them. So the tournament only ever compares
     fitness measured at the full horizon (with a multi-fidelity profile: its highest rung).
+
+    An ask whose first ``PLANS_BEFORE_IMMIGRANT`` parents yield only rejected children takes a
+    random sample of the space (an immigrant, ``mutation="random"``) rather than giving up.
 
     Asynchronous use: an ask draws its tournament from the population as told so far; an ask
     before any result is told samples randomly. The population is a function of the told
@@ -76,6 +85,7 @@ class RegularizedEvolution(Strategy):
         self._retries: dict[int, tuple[int, int]] = {}  # failed trial -> (parent, attempt)
         self._plan_k: int | None = None
         self._plan: tuple[str, Any] = ("random", None)
+        self._plans = 0  # plans chosen for ask ``_plan_k``
         self._plan_tries = 0
 
     @property
@@ -123,9 +133,12 @@ class RegularizedEvolution(Strategy):
     # --- ask --------------------------------------------------------------------------------
 
     def _propose(self, rng: random.Random, k: int) -> Proposal:
-        if k != self._plan_k or self._plan_tries >= RETRIES_PER_PLAN:
-            self._plan_k, self._plan_tries = k, 0
-            self._plan = self._choose(rng, k)
+        if k != self._plan_k:
+            self._plan_k, self._plans = k, 0
+        if self._plans == 0 or self._plan_tries >= RETRIES_PER_PLAN:
+            exhausted = self._plans >= PLANS_BEFORE_IMMIGRANT
+            self._plan = ("random", "search") if exhausted else self._choose(rng, k)
+            self._plans, self._plan_tries = self._plans + 1, 0
         self._plan_tries += 1
         kind, detail = self._plan
         if kind == "random":

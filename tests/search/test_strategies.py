@@ -127,6 +127,28 @@ def test_regevo_replay_rebuilds_population():
     assert [m.number for m in replayed.population] == [m.number for m in original.population]
 
 
+def test_regevo_takes_an_immigrant_when_every_parent_yields_only_seen_children(monkeypatch):
+    """A population whose children the screen has all seen gets a random sample, not an error;
+    the sample comes only after PLANS_BEFORE_IMMIGRANT parents were tried."""
+    import strategies.regevo as module
+
+    strategy = regevo(population=1, tournament=1)
+    (first,) = strategy.ask(1)
+    tell_one(strategy, first, fitness=0.5)
+    mutations = []
+
+    def stale_child(genome, rng):  # every child is the parent again: a duplicate
+        mutations.append(genome)
+        return genome, "stale"
+
+    monkeypatch.setattr(strategy.space, "mutate", stale_child)
+    (child,) = strategy.ask(1)
+    assert child.mutation == "random" and child.parent is None
+    assert child.key != first.key
+    assert len(mutations) == module.PLANS_BEFORE_IMMIGRANT * module.RETRIES_PER_PLAN
+    assert strategy.asked == 2
+
+
 def test_regevo_crossover_only_where_supported():
     """Crossover is refused for spaces without it and used on ``tree`` when asked for."""
     with pytest.raises(ConfigError, match="crossover"):
