@@ -136,7 +136,8 @@ class RegularizedEvolution(Strategy):
         if k != self._plan_k:
             self._plan_k, self._plans = k, 0
         if self._plans == 0 or self._plan_tries >= RETRIES_PER_PLAN:
-            exhausted = self._plans >= PLANS_BEFORE_IMMIGRANT
+            # (a random plan, e.g. a seed-pool sample, keeps its own phase when it runs dry)
+            exhausted = self._plans >= PLANS_BEFORE_IMMIGRANT and self._plan[0] != "random"
             self._plan = ("random", "search") if exhausted else self._choose(rng, k)
             self._plans, self._plan_tries = self._plans + 1, 0
         self._plan_tries += 1
