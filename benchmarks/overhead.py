@@ -9,7 +9,7 @@ not grow linearly with the number of stored trials (the runner syncs incremental
 Usage::
 
     .venv/bin/python benchmarks/overhead.py [--trials 30] [--stored 100 10000] [--eval-seconds S]
-                                            [--strategy tpe] [--option history=0] [--group K]
+        [--strategy tpe] [--option n_ei_candidates=24] [--group K]
 
 ``--eval-seconds`` skips training a micro candidate and uses the given time instead.
 """

@@ -49,13 +49,7 @@ def overhead_section(quick: bool) -> dict[str, Any]:
     stored = (100, 500) if quick else (100, 2000)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = [
-            ("regevo", {}, 1),
-            ("regevo", {}, 4),
-            ("tpe", {}, 1),
-            ("tpe", {"history": 0}, 1),
-        ]
-        for strategy, options, group in settings:
+        for strategy, options, group in OVERHEAD_SETTINGS:
             for n in stored:
                 folder = Path(tmp) / f"{strategy}-{len(rows)}"
                 folder.mkdir()

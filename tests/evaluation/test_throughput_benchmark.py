@@ -38,3 +38,14 @@ def test_run_names_every_section_it_runs():
     run = load("run")
     assert set(run.SECTIONS) == {"throughput", "overhead", "pruning"}
     assert {s[0] for s in run.OVERHEAD_SETTINGS} == {"regevo", "tpe"}
+
+
+@pytest.mark.parametrize("setting", load("run").OVERHEAD_SETTINGS, ids=lambda s: f"{s[0]}-K{s[2]}")
+def test_every_overhead_setting_runs_the_real_runner_tiny(tmp_path, setting):
+    """Each setting run.py measures is one the runner accepts (a removed strategy option once
+    broke the section only when someone ran it)."""
+    overhead = load("overhead")
+    strategy, options, group = setting
+    result = overhead.measure(20, 4, tmp_path, strategy, options, group)
+    assert result["ran"] == 4
+    assert result["per_trial_ms"] > 0 and result["ask_ms"] > 0
