@@ -81,7 +81,7 @@ def run(config_file, out, storage, workers, device, data_dir, as_json) -> None:
 
     Each step is the study its own command makes (NAME-search, NAME-eliminate, NAME-transfer,
     NAME-fidelity in one storage): running the same command again resumes where it stopped,
-    and a finished step trains nothing. With no options: configs/pipeline_cpu.toml, about 5
+    and a finished step trains nothing. With no options: configs/pipeline_cpu.toml, about 4-5
     minutes on 2 CPU cores.
     """
     from nlfs.experiments.pipeline import default_storage, run_pipeline
