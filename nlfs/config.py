@@ -137,6 +137,17 @@ def build(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s values; tables merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def config_hash(data: Any) -> str:
     """A stable hash of a configuration (dataclass or plain data) for refusing mixed resumes."""
     if dataclasses.is_dataclass(data):

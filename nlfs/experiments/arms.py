@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlfs.config import CONFIG_DIR, load_toml, resolve_config
+from nlfs.config import CONFIG_DIR, deep_merge, load_toml, resolve_config
 from nlfs.errors import ConfigError
 from nlfs.search.config import SearchConfig, config_from_table
 from nlfs.search.runner import check_config
@@ -63,17 +63,6 @@ def base_table(config: str | Path | None) -> tuple[dict[str, Any], str]:
     """The base config's tables (``default`` when None) and the file's name."""
     path = resolve_config(config if config is not None else "default")
     return load_toml(path), path.name
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over``'s values; tables merge key by key, anything else is replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def strategy_arms(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nlfs.config import build, load_toml, resolve_config
+from nlfs.config import build, deep_merge, load_toml, resolve_config
 from nlfs.errors import ConfigError
 from nlfs.experiments.eliminate import EliminationConfig
 from nlfs.experiments.jobs import load_grid_table
@@ -177,17 +177,6 @@ def load_pipeline_config(
     return PipelineConfig(settings, search, eliminate, transfer, fidelity, report, str(path))
 
 
-def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``, tables merged key by key, anything else (lists too) replaced."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _relative_profile(table: dict[str, Any], folder: Path) -> dict[str, Any]:
     profile = table.get("profile")
     if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
@@ -203,7 +192,7 @@ def _with_base(raw: Mapping[str, Any], folder: Path, default: str, *, grid: bool
         raise ConfigError(f"config = {base_name!r}: give the name or path of a config file")
     base_path = resolve_config(base_name)
     base = load_grid_table(base_path) if grid else dict(load_toml(base_path))
-    return _merge(base, own)
+    return deep_merge(base, own)
 
 
 def _search(raw: Mapping[str, Any], folder: Path, where: str, workers: int) -> SearchConfig:
@@ -215,12 +204,12 @@ def _search(raw: Mapping[str, Any], folder: Path, where: str, workers: int) -> S
     # file's own tables, and config_from_table names any it does not know.
     nested = {k: own.pop(k) for k in list(own) if isinstance(own[k], Mapping)}
     options = {k: nested.pop(f"{k}_options", None) for k in ("strategy", "space")}
-    tables = _merge(tables, {**nested, "search": own})
+    tables = deep_merge(tables, {**nested, "search": own})
     chosen = tables.get("search", {})
     for kind, values in options.items():
         if values is not None:
             name = chosen.get(kind, getattr(SearchConfig, kind))
-            tables = _merge(tables, {kind: {name: values}})
+            tables = deep_merge(tables, {kind: {name: values}})
     return config_from_table(tables, {"workers": workers}, where=f"{where} search")
 
 

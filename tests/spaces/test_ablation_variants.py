@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nlfs.config import CONFIG_DIR
-from nlfs.experiments.arms import deep_merge
+from nlfs.config import CONFIG_DIR, deep_merge
 from nlfs.screening.screen import Screen
 from nlfs.search.config import load_search_config
 from nlfs.spaces import get_space
