@@ -24,6 +24,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from optuna.exceptions import (
 )
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nlfs import journal, optuna_compat
 from nlfs.errors import ConfigError
@@ -443,6 +444,28 @@ def mark_alive(storage: BaseStorage, trial_id: int, *, name_worker: bool = False
         storage.record_heartbeat(trial_id)
 
 
+def create_running_trial(study: optuna.Study, user_attrs: Mapping[str, Any]) -> int:
+    """A new RUNNING trial carrying ``user_attrs`` (the worker's identity among them), with its
+    first sign of life given at once (:func:`mark_alive`); returns its trial id."""
+    template = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.now(tz=UTC),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs=dict(user_attrs),
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    storage = study_storage(study)
+    trial_id = storage.create_new_trial(study_id_of(study), template_trial=template)
+    mark_alive(storage, trial_id)
+    return trial_id
+
+
 class Heartbeat:
     """Records an RDB storage heartbeat for one trial while it runs (no-op for journals)."""
 
@@ -466,6 +489,7 @@ __all__ = [
     "Heartbeat",
     "ScoredTPESampler",
     "await_stragglers",
+    "create_running_trial",
     "load_existing_study",
     "mark_alive",
     "mark_interrupted",

@@ -6,16 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from nlfs.errors import ConfigError
 from nlfs.storage import (
     GRACE_PERIOD_S,
+    create_running_trial,
     load_existing_study,
     open_study,
     quiet_optuna,
@@ -75,22 +75,8 @@ def test_loading_a_missing_study_creates_no_file(tmp_path):
 
 
 def _running(study, worker) -> int:
-    template = FrozenTrial(
-        number=-1,
-        state=TrialState.RUNNING,
-        value=None,
-        datetime_start=datetime.now(tz=UTC),
-        datetime_complete=None,
-        params={},
-        distributions={},
-        user_attrs={"worker": worker},
-        system_attrs={},
-        intermediate_values={},
-        trial_id=-1,
-    )
-    storage = study_storage(study)
-    trial_id = storage.create_new_trial(study_id_of(study), template_trial=template)
-    return storage.get_trial_number_from_id(trial_id)
+    trial_id = create_running_trial(study, {"worker": worker})
+    return study_storage(study).get_trial_number_from_id(trial_id)
 
 
 def test_only_trials_of_dead_workers_are_recovered_as_interrupted(tmp_path):

@@ -39,11 +39,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from nlfs.errors import NLFSError
 from nlfs.evaluation.results import EvalRequest, EvalResult, State
@@ -54,12 +53,11 @@ from nlfs.storage import (
     SURPLUS,
     Heartbeat,
     await_stragglers,
-    mark_alive,
+    create_running_trial,
     mark_interrupted,
     recover_interrupted,
     set_study_user_attrs,
     set_trial_user_attrs,
-    study_id_of,
     study_storage,
     worker_identity,
     worker_label,
@@ -230,21 +228,8 @@ class SearchWorker:
         """Create this worker's next RUNNING trial; None when the budget is already used."""
         pending = self.cache.pending_retries()
         retry_of = pending[0] if pending else None
-        template = FrozenTrial(
-            number=-1,
-            state=TrialState.RUNNING,
-            value=None,
-            datetime_start=datetime.now(tz=UTC),
-            datetime_complete=None,
-            params={},
-            distributions={},
-            user_attrs={"worker": worker_identity(), "retry_of": retry_of},
-            system_attrs={},
-            intermediate_values={},
-            trial_id=-1,
-        )
-        trial_id = self._store.create_new_trial(study_id_of(self.study), template_trial=template)
-        mark_alive(self._store, trial_id)
+        attrs = {"worker": worker_identity(), "retry_of": retry_of}
+        trial_id = create_running_trial(self.study, attrs)
         number = self._store.get_trial_number_from_id(trial_id)
         self._own.add(number)
         self._sync()

@@ -3,16 +3,19 @@ its claim back (found by benchmarks/reliability.py, where such a retry lost its 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import optuna
 import pytest
-from optuna.trial import FrozenTrial, TrialState
 from search_fakes import FakeFactory
 
 from nlfs.search.config import SearchConfig
 from nlfs.search.runner import SearchWorker, study_attrs
-from nlfs.storage import mark_interrupted, open_study, quiet_optuna, resolve_storage
+from nlfs.storage import (
+    create_running_trial,
+    mark_interrupted,
+    open_study,
+    quiet_optuna,
+    resolve_storage,
+)
 
 quiet_optuna()
 
@@ -28,21 +31,8 @@ def test_a_retry_killed_before_its_candidate_does_not_lose_the_candidate(tmp_pat
     first = study.trials[0]
     assert first.user_attrs["failure_kind"] == "interrupted" and "genome" in first.user_attrs
     # Trial 1 claims the retry of trial 0, and its worker dies before writing the candidate.
-    retry = FrozenTrial(
-        number=-1,
-        state=TrialState.RUNNING,
-        value=None,
-        datetime_start=datetime.now(tz=UTC),
-        datetime_complete=None,
-        params={},
-        distributions={},
-        user_attrs={"worker": {"host": "elsewhere", "pid": 1, "token": "x"}, "retry_of": 0},
-        system_attrs={},
-        intermediate_values={},
-        trial_id=-1,
-    )
-    sid = storage.get_study_id_from_name("s")
-    storage.create_new_trial(sid, template_trial=retry)
+    worker = {"host": "elsewhere", "pid": 1, "token": "x"}
+    create_running_trial(study, {"worker": worker, "retry_of": 0})
     assert mark_interrupted(study, 1)
 
     factory = FakeFactory()
